@@ -1,0 +1,25 @@
+# Which Linux-only system calls this POSIX system has. Each result becomes a
+# private AIOPOLL_HAVE_* definition of the library, seen only by src/posix/.
+include(CheckSymbolExists)
+
+set(CMAKE_REQUIRED_DEFINITIONS -D_GNU_SOURCE)
+check_symbol_exists(eventfd "sys/eventfd.h" AIOPOLL_HAVE_EVENTFD)
+check_symbol_exists(ppoll "poll.h" AIOPOLL_HAVE_PPOLL)
+check_symbol_exists(epoll_create1 "sys/epoll.h" AIOPOLL_HAVE_EPOLL)
+check_symbol_exists(epoll_pwait2 "sys/epoll.h" AIOPOLL_HAVE_EPOLL_PWAIT2)
+unset(CMAKE_REQUIRED_DEFINITIONS)
+if(NOT EXISTS "${PROJECT_SOURCE_DIR}/src/posix/backend-epoll.c")
+  set(AIOPOLL_HAVE_EPOLL 0)
+endif()
+
+set(_aiopoll_platform_definitions _GNU_SOURCE)
+if(APPLE)
+  list(APPEND _aiopoll_platform_definitions _DARWIN_C_SOURCE)
+endif()
+foreach(_feature EVENTFD PPOLL EPOLL EPOLL_PWAIT2)
+  if(AIOPOLL_HAVE_${_feature})
+    list(APPEND _aiopoll_platform_definitions AIOPOLL_HAVE_${_feature}=1)
+  else()
+    list(APPEND _aiopoll_platform_definitions AIOPOLL_HAVE_${_feature}=0)
+  endif()
+endforeach()

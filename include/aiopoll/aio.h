@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aiopoll: one event-loop API for emulators, hypervisors and other long-running
+ * native programs, on Linux, macOS/BSD and Windows.
+ *
+ * The model is QEMU's AioContext. A context has a *home thread*; only the home
+ * thread may block in aio_poll(ctx, true), and only a blocking poll consumes
+ * ("accepts") a wake-up. Any thread may notify, schedule bottom halves, arm
+ * timers, register handlers and run non-blocking polls. These two rules are
+ * what make a lost wake-up impossible; docs/wakeup-protocol.md explains why.
+ *
+ * Conventions
+ *  - Functions that can fail return int: 0 (or a documented positive value) on
+ *    success, a negative errno value on failure. The values are the host's
+ *    <errno.h> constants; EPERM, EINVAL, ENOMEM, EBADF, EBUSY and EAGAIN have
+ *    the same numbers on every supported platform. aio_strerror() names them.
+ *  - Constructors return NULL on failure.
+ *  - A NULL object pointer gets -EINVAL from int functions and is a no-op for
+ *    void functions; it never crashes.
+ *  - "Any thread" means the call may race with aio_poll() on the home thread
+ *    and with other callers; everything else is home-thread or
+ *    single-threaded use.
+ */
+#ifndef AIOPOLL_AIO_H
+#define AIOPOLL_AIO_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#include <winsock2.h>
+#include <windows.h>
+#endif
+
+#include <aiopoll/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(AIOPOLL_SHARED)
+#if defined(AIOPOLL_BUILDING)
+#define AIOPOLL_API __declspec(dllexport)
+#else
+#define AIOPOLL_API __declspec(dllimport)
+#endif
+#elif defined(AIOPOLL_BUILDING) && (defined(__GNUC__) || defined(__clang__))
+#define AIOPOLL_API __attribute__((visibility("default")))
+#else
+#define AIOPOLL_API
+#endif
+
+/* Fallbacks for C libraries whose <errno.h> lacks these (Linux values). */
+#ifndef ENOTSOCK
+#define ENOTSOCK 88
+#endif
+#ifndef ETIMEDOUT
+#define ETIMEDOUT 110
+#endif
+
+#if defined(_WIN32)
+typedef SOCKET aio_fd_t;     /* a Winsock socket */
+typedef HANDLE aio_handle_t; /* a waitable Win32 event */
+#else
+typedef int aio_fd_t;     /* any pollable file descriptor */
+typedef int aio_handle_t; /* the pollable descriptor behind an event notifier */
+#endif
+
+typedef struct AioContext AioContext;
+typedef struct AioBH AioBH;
+typedef struct AioTimer AioTimer;
+typedef struct AioEventNotifier AioEventNotifier;
+
+/* A callback with the opaque pointer given at registration. */
+typedef void AioHandler(void *opaque);
+/* A busy-poll callback: return true when it found (and handled) work. */
+typedef bool AioPollHandler(void *opaque);
+
+/* ---- Version and errors ------------------------------------------------- */
+
+/* "MAJOR.MINOR.PATCH" of the library actually linked. */
+AIOPOLL_API const char *aiopoll_version(void);
+
+/* A short English name for a negative (or positive) errno value, e.g.
+ * aio_strerror(-EPERM) == "operation not permitted (EPERM)". Never NULL. */
+AIOPOLL_API const char *aio_strerror(int err);
+
+/* ---- Context and ownership ---------------------------------------------- */
+
+/* Creates a context with one reference. The calling thread becomes its home
+ * thread. The backend is chosen by the environment variable AIOPOLL_BACKEND
+ * ("eventfd+ppoll", "pipe+poll", "epoll", "win32"); unset or empty picks the
+ * platform default. An unknown or unavailable name makes this return NULL with
+ * errno set to EINVAL, so that a test run never silently tests the wrong
+ * backend. */
+AIOPOLL_API AioContext *aio_context_new(void);
+
+/* Reference counting. The last unref frees the context and everything still
+ * attached to it: bottom halves (scheduled or not), timers, fd handlers and
+ * notifier registrations. Handles to those objects are dangling afterwards.
+ * The last unref must not race with any other use of the context. */
+AIOPOLL_API void aio_context_ref(AioContext *ctx);
+AIOPOLL_API void aio_context_unref(AioContext *ctx);
+
+/* Makes the calling thread the home thread. Returns 0, -EINVAL for NULL, or
+ * -EBUSY while another thread is inside aio_poll(ctx, true). */
+AIOPOLL_API int aio_context_set_home_thread(AioContext *ctx);
+
+/* True when the calling thread is ctx's home thread (false for NULL). */
+AIOPOLL_API bool aio_context_in_home_thread(const AioContext *ctx);
+
+/* The name of the backend this context runs on ("eventfd+ppoll", "pipe+poll",
+ * "epoll", "win32"); "" for NULL. */
+AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
+
+/* ---- Polling and notification ------------------------------------------- */
+
+/* Runs ready bottom halves, expired timers and ready handlers once.
+ *
+ * Returns 1 if any callback ran, 0 if none ran, or a negative error:
+ *  -EINVAL  ctx is NULL;
+ *  -EPERM   blocking is true and the caller is not the home thread; the call
+ *           returns at once having touched nothing, in particular not a
+ *           pending wake-up, which stays for the home thread.
+ *
+ * blocking == true (home thread only): when nothing is ready, sleeps until a
+ * handler becomes ready, the earliest timer expires, or aio_notify() is called
+ * (also before the call: a notification is never lost). It never sleeps while
+ * a bottom half is scheduled. A blocking poll may return 0 after a wake-up
+ * that found no work; callers loop. Only a blocking poll consumes a wake-up.
+ *
+ * blocking == false (any thread): never sleeps and never consumes a wake-up.
+ * Callbacks of one context never run on two threads at once: if another
+ * thread is dispatching, the call returns 0 having done nothing.
+ *
+ * Calling aio_poll() from inside a callback of the same context, on the
+ * thread that runs it, is allowed (nested polling). Handlers are
+ * level-triggered; when several threads poll, a handler can be called for a
+ * descriptor another poll already drained, so use non-blocking descriptors. */
+AIOPOLL_API int aio_poll(AioContext *ctx, bool blocking);
+
+/* Wakes a blocking poll of ctx, or makes the next blocking poll return
+ * without sleeping. Any thread; on POSIX also async-signal-safe. Costs no
+ * system call when no poll is blocking (it is two atomic operations). */
+AIOPOLL_API void aio_notify(AioContext *ctx);
+
+/* ---- Bottom halves ------------------------------------------------------ */
+
+/* A bottom half runs cb(opaque) once in a later aio_poll of ctx each time it
+ * is scheduled. Returns NULL for a NULL ctx or cb, or when out of memory. */
+AIOPOLL_API AioBH *aio_bh_new(AioContext *ctx, AioHandler *cb, void *opaque);
+
+/* Any thread. Scheduling an already scheduled BH is a no-op (it runs once).
+ * Bottom halves run in the order they were scheduled. Wakes the context.
+ * A BH scheduled from inside a BH (also itself) runs in the next aio_poll
+ * call, which does not sleep, so a self-rescheduling BH cannot starve the
+ * loop. Lock-free, and free of system calls unless the home thread sleeps. */
+AIOPOLL_API void aio_bh_schedule(AioBH *bh);
+
+/* Any thread. A cancelled BH does not run until scheduled again. */
+AIOPOLL_API void aio_bh_cancel(AioBH *bh);
+
+/* Any thread, also from inside the BH's own callback. The BH never runs again;
+ * the context frees it at its next dispatch (or when it is destroyed). */
+AIOPOLL_API void aio_bh_delete(AioBH *bh);
+
+/* Any thread. Runs cb(opaque) once; the BH is freed after it ran. Returns 0,
+ * -EINVAL for NULL ctx or cb, -ENOMEM. */
+AIOPOLL_API int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *opaque);
+
+/* ---- File descriptors (sockets on Windows) ------------------------------ */
+
+/* Registers, replaces or (io_read, io_write and io_poll all NULL) removes the
+ * handlers of fd. Any thread; takes effect at the next poll iteration.
+ * Level-triggered: io_read runs while fd is readable (or hung up / in error),
+ * io_write while it is writable. io_poll, if given, is called by adaptive
+ * polling (aio_context_set_poll_params) before the context sleeps.
+ * is_external handlers are suspended by aio_disable_external().
+ * Removing or replacing a handler from inside any callback, its own
+ * included, is safe: the old handler is not called again after this returns
+ * on the dispatching thread.
+ *
+ * Removing is idempotent and works after the descriptor was closed.
+ *
+ * Returns 0, or -EINVAL (NULL ctx), -EBADF (registering a descriptor that is
+ * not open, or a negative one), -ENOTSOCK (Windows: registering a value that
+ * is not a socket), -ENOMEM. */
+AIOPOLL_API int aio_set_fd_handler(AioContext *ctx, aio_fd_t fd, bool is_external,
+                                   AioHandler *io_read, AioHandler *io_write,
+                                   AioPollHandler *io_poll, void *opaque);
+
+/* ---- Event notifiers ---------------------------------------------------- */
+
+/* A level-triggered, set/clear flag that a context can wait on: an eventfd on
+ * Linux, a non-blocking pipe on other POSIX systems, a manual-reset event on
+ * Windows. Returns NULL when out of descriptors or memory. */
+AIOPOLL_API AioEventNotifier *aio_event_notifier_new(bool initially_set);
+
+/* Frees n. Remove it from every context first. No-op for NULL. */
+AIOPOLL_API void aio_event_notifier_free(AioEventNotifier *n);
+
+/* Any thread; async-signal-safe on POSIX. Setting a set notifier is a no-op.
+ * Returns 0, -EINVAL for NULL, or the system error. */
+AIOPOLL_API int aio_event_notifier_set(AioEventNotifier *n);
+
+/* Clears n and returns whether it was set (false for NULL). */
+AIOPOLL_API bool aio_event_notifier_test_and_clear(AioEventNotifier *n);
+
+/* The waitable object behind n: the fd on POSIX, the HANDLE on Windows
+ * (-1 / NULL for a NULL n). It stays owned by n. */
+AIOPOLL_API aio_handle_t aio_event_notifier_get_handle(const AioEventNotifier *n);
+
+/* Registers (io_read non-NULL), replaces or removes (io_read NULL) a handler
+ * that runs while n is set. The handler normally calls
+ * aio_event_notifier_test_and_clear(). Any thread; removing is idempotent.
+ * Returns 0, -EINVAL (NULL ctx or n), -ENOMEM. */
+AIOPOLL_API int aio_set_event_notifier(AioContext *ctx, AioEventNotifier *n,
+                                       bool is_external, AioHandler *io_read,
+                                       AioPollHandler *io_poll, void *opaque);
+
+/* Nestable. While the disable count is positive, handlers registered with
+ * is_external = true are neither polled nor dispatched (their events stay
+ * pending, level-triggered). Enabling the last level wakes the context. Any
+ * thread. */
+AIOPOLL_API void aio_disable_external(AioContext *ctx);
+AIOPOLL_API void aio_enable_external(AioContext *ctx);
+
+/* ---- Timers ------------------------------------------------------------- */
+
+/* Monotonic time in nanoseconds (CLOCK_MONOTONIC / QueryPerformanceCounter). */
+AIOPOLL_API int64_t aio_clock_ns(void);
+
+/* A timer of ctx; it is not armed. NULL for a NULL ctx or cb, or no memory. */
+AIOPOLL_API AioTimer *aio_timer_new(AioContext *ctx, AioHandler *cb, void *opaque);
+
+/* Arms (or re-arms) t to fire once at the absolute time expire_ns on
+ * aio_clock_ns(). Any thread; wakes the context when the new deadline is the
+ * earliest. A timer never fires before its deadline; timers with the same
+ * deadline fire in the order they were armed. A deadline in the past fires at
+ * the next poll. */
+AIOPOLL_API void aio_timer_mod(AioTimer *t, int64_t expire_ns);
+
+/* Disarms t. Any thread. After this returns on the dispatching thread, t's
+ * callback does not run until re-armed. */
+AIOPOLL_API void aio_timer_del(AioTimer *t);
+
+/* True while t is armed and has not fired. */
+AIOPOLL_API bool aio_timer_pending(const AioTimer *t);
+
+/* Disarms and frees t. Also allowed from inside t's own callback. */
+AIOPOLL_API void aio_timer_free(AioTimer *t);
+
+/* ---- Adaptive polling --------------------------------------------------- */
+
+/* max_ns == 0 (the default) disables busy polling. Otherwise a blocking poll
+ * that would sleep first calls the io_poll handlers (and watches for
+ * aio_notify, without a system call) for up to the current poll window; the
+ * window grows by the factor grow when a poll succeeded only after the window
+ * ran out, and shrinks by the factor shrink when polling found nothing, always
+ * between 0 and max_ns. grow/shrink of 0 select the defaults (2 and 2).
+ * Returns 0, or -EINVAL for NULL ctx, negative max_ns, or grow == 1 /
+ * negative factors. */
+AIOPOLL_API int aio_context_set_poll_params(AioContext *ctx, int64_t max_ns,
+                                            int64_t grow, int64_t shrink);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AIOPOLL_AIO_H */

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/* The context and the objects it owns, shared by the core's files. */
+#ifndef AIOPOLL_AIO_INTERNAL_H
+#define AIOPOLL_AIO_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <aiopoll/aio.h>
+
+#include "aio-test-hooks.h"
+#include "backend.h"
+#include "platform.h"
+
+/* ---- Bottom halves (bh.c) ----------------------------------------------- */
+
+enum {
+    BH_QUEUED = 1u << 0,    /* on ctx->bh_pending; the list owns ->next */
+    BH_SCHEDULED = 1u << 1, /* run the callback when dequeued */
+    BH_DELETED = 1u << 2,   /* free when dequeued */
+    BH_ONESHOT = 1u << 3,   /* free after the callback ran */
+};
+
+struct AioBH {
+    AioContext *ctx;
+    AioHandler *cb;
+    void *opaque;
+    atomic_uint flags;
+    AioBH *next;                 /* pending-list link, valid while QUEUED */
+    AioBH *all_prev, *all_next;  /* ctx->bh_all, for teardown; not oneshots */
+};
+
+/* Runs the bottom halves that were pending when called, in scheduling order.
+ * Caller holds the dispatch right. Returns true if a callback ran. */
+bool aio__bh_dispatch(AioContext *ctx);
+/* True when a bottom half is queued (possibly cancelled: costs one
+ * spurious non-sleeping poll at most). */
+bool aio__bh_pending(AioContext *ctx);
+void aio__bh_teardown(AioContext *ctx);
+
+/* ---- Timers (timers.c) --------------------------------------------------- */
+
+struct AioTimer {
+    AioContext *ctx;
+    AioHandler *cb;
+    void *opaque;
+    int64_t expire_ns;
+    uint64_t seq;      /* arming order: ties fire first-armed first */
+    size_t heap_index; /* SIZE_MAX when not armed; under ctx->timer_lock */
+    AioTimer *all_prev, *all_next;
+};
+
+/* Nanoseconds until the earliest deadline (0 if due), or -1 if none. */
+int64_t aio__timers_timeout_ns(AioContext *ctx);
+/* Fires every expired timer. Caller holds the dispatch right. */
+bool aio__timers_dispatch(AioContext *ctx);
+void aio__timers_teardown(AioContext *ctx);
+
+/* ---- Sources: fd handlers and event notifiers (sources.c) --------------- */
+
+struct AioSource {
+    AioSource *prev, *next; /* ctx->sources, under list_lock */
+    aio_fd_t fd;            /* fd handlers */
+    AioEventNotifier *notifier; /* notifier registrations; NULL for fds */
+    bool is_external;
+    AioHandler *io_read;
+    AioHandler *io_write;
+    AioPollHandler *io_poll;
+    void *opaque;
+    /* Set (under list_lock) when removed or replaced. A dispatching thread
+     * re-checks it before every callback, so a handler removed from inside a
+     * callback is never called again in the same round. */
+    atomic_bool deleted;
+    bool watched;      /* backend->watch() succeeded and is in force */
+    void *backend_data; /* owned by the backend between watch and unwatch */
+};
+
+/* Takes a snapshot of the dispatchable sources into set (reusing it when
+ * nothing changed) and registers the caller as a walker: no source is freed
+ * until aio__sources_end_walk(). */
+int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set);
+void aio__sources_end_walk(AioContext *ctx);
+bool aio__source_dispatchable(AioContext *ctx, AioSource *src);
+/* Runs the handlers of the ready sources in set. */
+bool aio__sources_dispatch(AioContext *ctx, AioPollSet *set);
+/* Calls every io_poll handler once; true if any made progress. */
+bool aio__sources_poll(AioContext *ctx, AioPollSet *set);
+void aio__sources_teardown(AioContext *ctx);
+void aio__pollset_fini(AioContext *ctx, AioPollSet *set);
+
+/* ---- The context --------------------------------------------------------- */
+
+struct AioContext {
+    atomic_int refcnt;
+    const AioBackendOps *ops;
+    AioBackend *be;
+
+    /* Ownership (context.c). home_lock makes "am I home, and am I now
+     * blocking" one step, so set_home_thread cannot slip between them. */
+    aio_mutex_t home_lock;
+    _Atomic uint64_t home;     /* aio__thread_id() of the home thread */
+    unsigned blocking_depth;   /* blocking polls in progress; home_lock */
+
+    /* The wake-up protocol (poll.c; docs/wakeup-protocol.md). */
+    atomic_int notify_me;  /* >0: a blocking poll may be sleeping */
+    atomic_bool notified;  /* sticky until a blocking poll accepts it */
+
+    /* The dispatch right: who may run callbacks. Recursive for the thread
+     * that holds it, so nested aio_poll works. */
+    aio_mutex_t dispatch_lock;
+    _Atomic uint64_t dispatch_owner;
+    unsigned dispatch_depth; /* only touched by the owner */
+
+    /* Bottom halves (bh.c). bh_pending is a lock-free LIFO of queued BHs;
+     * the dispatcher takes it whole and reverses it. */
+    _Atomic(AioBH *) bh_pending;
+    aio_mutex_t bh_lock; /* bh_all only: creation and deletion */
+    AioBH *bh_all;
+
+    /* Sources (sources.c). */
+    aio_mutex_t list_lock;
+    AioSource *sources;
+    unsigned walkers;     /* threads holding a snapshot; list_lock */
+    unsigned generation;  /* bumped on any change of the dispatchable set */
+    bool purge_needed;
+    atomic_int external_disable_cnt;
+    AioPollSet home_set;  /* reused by the home thread's outermost poll */
+    bool home_set_busy;   /* only touched by the dispatch-right holder */
+
+    /* Timers (timers.c). */
+    aio_mutex_t timer_lock;
+    AioTimer **heap;
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+    AioTimer *timer_all;
+    _Atomic int64_t earliest_ns; /* INT64_MAX when none: read without lock */
+
+    /* Adaptive polling (poll.c). */
+    _Atomic int64_t poll_max_ns;
+    _Atomic int64_t poll_grow;
+    _Atomic int64_t poll_shrink;
+    int64_t poll_ns; /* current window; dispatch-right holder only */
+
+    /* Tests (aio-test-hooks.h). */
+    _Atomic(AioTestHook *) hook;
+    void *hook_opaque;
+};
+
+void aio__call_hook(AioContext *ctx, AioHookPoint point);
+
+#endif

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The operating-system layer under the shared core: locks, thread identity,
+ * the clock, descriptor validation and event notifiers. src/posix/ and
+ * src/win32/ each implement all of it; the build adds exactly one of them, and
+ * that directory's platform-types.h supplies the concrete lock type, so the
+ * core itself carries no platform #ifdef.
+ */
+#ifndef AIOPOLL_PLATFORM_H
+#define AIOPOLL_PLATFORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <aiopoll/aio.h>
+
+#include "platform-types.h" /* aio_mutex_t */
+
+/* A non-recursive mutex. The core never holds one across a callback. */
+void aio__mutex_init(aio_mutex_t *m);
+void aio__mutex_destroy(aio_mutex_t *m);
+void aio__mutex_lock(aio_mutex_t *m);
+bool aio__mutex_trylock(aio_mutex_t *m);
+void aio__mutex_unlock(aio_mutex_t *m);
+
+/* A nonzero number that identifies the calling thread among live threads. */
+uint64_t aio__thread_id(void);
+
+/* Monotonic nanoseconds; the implementation of aio_clock_ns(). */
+int64_t aio__clock_ns(void);
+
+/* 0 when fd can be registered, else -EBADF (not open) / -ENOTSOCK. */
+int aio__check_fd(aio_fd_t fd);
+
+/* Pause hint for busy-poll loops. */
+void aio__cpu_relax(void);
+
+/* The value of AIOPOLL_BACKEND, or NULL when unset or empty. */
+const char *aio__backend_env(void);
+
+#endif

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aio_poll() and aio_notify(): the wake-up protocol.
+ *
+ * docs/wakeup-protocol.md is the long form. In short:
+ *  - notify_me > 0 means "a blocking poll may be about to sleep or asleep";
+ *    only then does aio_notify() pay for a system call (the backend's kick).
+ *  - notified is a sticky "something happened" flag. aio_notify() sets it
+ *    before it looks at notify_me; a blocking poll raises notify_me before
+ *    it looks at notified and the work queues. With both pairs sequentially
+ *    consistent, at least one side sees the other: either the poller sees
+ *    the news and does not sleep, or the notifier sees the poller and kicks.
+ *  - Only a blocking poll, which by construction runs on the home thread,
+ *    clears notified and the kick ("accepts"). A non-blocking poll never
+ *    touches either, so it cannot consume a wake-up that the home thread,
+ *    asleep or about to be, still needs: QEMU's 2018 IOThread hang.
+ */
+#include "aio-internal.h"
+
+#define POLL_NS_INITIAL 4000 /* first busy-poll window once polling helps */
+#define POLL_FACTOR_DEFAULT 2
+
+void aio_notify(AioContext *ctx)
+{
+    if (!ctx) {
+        return;
+    }
+    /* Store, then load: both seq_cst. This is the store->load pair of
+     * Dekker's algorithm, the one reordering x86 also performs (through its
+     * store buffer); weaker orders here reintroduce lost wake-ups on every
+     * CPU. The store is also a release of whatever the caller published
+     * (a queued BH, an armed timer) before calling us. */
+    atomic_store(&ctx->notified, true);
+    if (atomic_load(&ctx->notify_me) > 0) {
+        ctx->ops->kick(ctx->be);
+    }
+}
+
+static bool dispatch_acquire(AioContext *ctx, uint64_t self, bool wait)
+{
+    /* Only this thread ever stores its own id, so a relaxed load cannot
+     * mistake another owner for us. */
+    if (atomic_load_explicit(&ctx->dispatch_owner, memory_order_relaxed) == self) {
+        ctx->dispatch_depth++;
+        return true;
+    }
+    if (wait) {
+        aio__mutex_lock(&ctx->dispatch_lock);
+    } else if (!aio__mutex_trylock(&ctx->dispatch_lock)) {
+        return false;
+    }
+    atomic_store_explicit(&ctx->dispatch_owner, self, memory_order_relaxed);
+    ctx->dispatch_depth = 1;
+    return true;
+}
+
+static void dispatch_release(AioContext *ctx)
+{
+    if (--ctx->dispatch_depth == 0) {
+        atomic_store_explicit(&ctx->dispatch_owner, 0, memory_order_relaxed);
+        aio__mutex_unlock(&ctx->dispatch_lock);
+    }
+}
+
+/* 0 when the poll must not sleep, else the timers' deadline (-1: none). */
+static int64_t sleep_timeout(AioContext *ctx)
+{
+    if (atomic_load(&ctx->notified) || aio__bh_pending(ctx)) {
+        return 0;
+    }
+    return aio__timers_timeout_ns(ctx);
+}
+
+/*
+ * Adaptive polling: before sleeping, call the io_poll handlers for up to the
+ * current window. notify_me stays 0 meanwhile, so aio_notify() costs the
+ * notifier no system call; the loop sees its news in ctx->notified instead.
+ * Returns true when there is something to dispatch (do not sleep).
+ */
+static bool busy_poll(AioContext *ctx, AioPollSet *set, int64_t timeout, bool *progress)
+{
+    int64_t max = atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed);
+    if (ctx->poll_ns > max) {
+        ctx->poll_ns = max;
+    }
+    int64_t window = ctx->poll_ns;
+    if (window == 0) {
+        return false;
+    }
+    if (timeout > 0 && timeout < window) {
+        window = timeout;
+    }
+    int64_t end = aio__clock_ns() + window;
+    do {
+        if (aio__sources_poll(ctx, set)) {
+            *progress = true;
+            return true;
+        }
+        if (sleep_timeout(ctx) == 0) {
+            return true;
+        }
+        aio__cpu_relax();
+    } while (aio__clock_ns() < end);
+    return false;
+}
+
+/* Grow the window when an event came soon after it ran out, shrink it when
+ * events come too late for polling to pay. */
+static void adapt_window(AioContext *ctx, int64_t block_ns)
+{
+    int64_t max = atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed);
+    if (max == 0) {
+        ctx->poll_ns = 0;
+        return;
+    }
+    if (block_ns <= ctx->poll_ns) {
+        return; /* the window caught it */
+    }
+    if (block_ns > max) {
+        int64_t shrink = atomic_load_explicit(&ctx->poll_shrink, memory_order_relaxed);
+        ctx->poll_ns /= shrink ? shrink : POLL_FACTOR_DEFAULT;
+        if (ctx->poll_ns < POLL_NS_INITIAL / 2) {
+            ctx->poll_ns = 0;
+        }
+        return;
+    }
+    int64_t grow = atomic_load_explicit(&ctx->poll_grow, memory_order_relaxed);
+    int64_t next = ctx->poll_ns ? ctx->poll_ns * (grow ? grow : POLL_FACTOR_DEFAULT)
+                                : POLL_NS_INITIAL;
+    ctx->poll_ns = next < max ? next : max;
+}
+
+static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *progress)
+{
+    bool polling = atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed) > 0;
+    int64_t start = polling ? aio__clock_ns() : 0;
+    int64_t timeout = sleep_timeout(ctx);
+    if (timeout != 0 && polling && busy_poll(ctx, set, timeout, progress)) {
+        timeout = 0;
+    }
+
+    /* The outermost poll gives up the dispatch right while it sleeps, so
+     * that other threads' non-blocking polls can make progress meanwhile.
+     * A nested blocking poll keeps it: its caller is mid-dispatch. */
+    bool drop_right = timeout != 0 && ctx->dispatch_depth == 1;
+    if (drop_right) {
+        dispatch_release(ctx);
+    }
+
+    /* Announce the sleep. A seq_cst read-modify-write: the loads of
+     * notified, the BH list and the timers in sleep_timeout() cannot be
+     * performed before this increment is visible to aio_notify(). */
+    atomic_fetch_add(&ctx->notify_me, 1);
+    if (timeout != 0) {
+        timeout = sleep_timeout(ctx);
+    }
+    aio__call_hook(ctx, AIO_HOOK_BEFORE_SLEEP);
+    bool kicked = false;
+    int ret = 0;
+    /* With nothing to sleep for and nothing to watch, skip the system call;
+     * a kick left behind is drained by the next real sleep. */
+    if (timeout != 0 || set->n > 0) {
+        ret = ctx->ops->wait(ctx->be, set, timeout, true, &kicked);
+    }
+    aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
+    atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
+
+    /* Accept. An exchange, not a store: reading the notifier's 'true'
+     * synchronizes with its release, so the work it published before
+     * notifying is visible to the dispatch below. A notification that comes
+     * after the exchange leaves notified set for the next blocking poll. */
+    atomic_exchange(&ctx->notified, false);
+    if (kicked) {
+        ctx->ops->clear_kick(ctx->be);
+    }
+
+    if (drop_right) {
+        dispatch_acquire(ctx, self, true);
+    }
+    if (polling) {
+        adapt_window(ctx, aio__clock_ns() - start);
+    }
+    return ret;
+}
+
+static int poll_nonblocking(AioContext *ctx, AioPollSet *set)
+{
+    aio__call_hook(ctx, AIO_HOOK_NONBLOCKING_DISPATCH);
+    bool kicked;
+    /* with_kick false: the wake-up object is neither watched nor cleared
+     * here, whichever thread this is. */
+    return set->n > 0 ? ctx->ops->wait(ctx->be, set, 0, false, &kicked) : 0;
+}
+
+static bool home_enter_blocking(AioContext *ctx, uint64_t self)
+{
+    aio__mutex_lock(&ctx->home_lock);
+    bool home = atomic_load(&ctx->home) == self;
+    if (home) {
+        ctx->blocking_depth++;
+    }
+    aio__mutex_unlock(&ctx->home_lock);
+    return home;
+}
+
+static void home_leave_blocking(AioContext *ctx)
+{
+    aio__mutex_lock(&ctx->home_lock);
+    ctx->blocking_depth--;
+    aio__mutex_unlock(&ctx->home_lock);
+}
+
+int aio_poll(AioContext *ctx, bool blocking)
+{
+    if (!ctx) {
+        return -EINVAL;
+    }
+    uint64_t self = aio__thread_id();
+    /* First, before any shared state is touched: a refused blocking poll
+     * must leave a pending wake-up exactly where it was. */
+    if (blocking && !home_enter_blocking(ctx, self)) {
+        return -EPERM;
+    }
+    if (!dispatch_acquire(ctx, self, blocking)) {
+        return 0;
+    }
+
+    /* The home thread's outermost poll reuses a cached snapshot (and the
+     * backend's pollfd/HANDLE array built from it); anything else builds a
+     * private one. home_set_busy is only touched under the dispatch right. */
+    AioPollSet local = {0};
+    AioPollSet *set = &local;
+    if (!ctx->home_set_busy && atomic_load(&ctx->home) == self) {
+        set = &ctx->home_set;
+        ctx->home_set_busy = true;
+    }
+
+    bool progress = false;
+    int ret = aio__sources_begin_walk(ctx, set);
+    if (ret == 0) {
+        ret = blocking ? poll_blocking(ctx, self, set, &progress) : poll_nonblocking(ctx, set);
+        if (ret == 0) {
+            progress |= aio__bh_dispatch(ctx);
+            progress |= aio__sources_dispatch(ctx, set);
+            progress |= aio__timers_dispatch(ctx);
+        }
+        aio__sources_end_walk(ctx);
+    }
+
+    if (set == &ctx->home_set) {
+        ctx->home_set_busy = false;
+    } else {
+        aio__pollset_fini(ctx, set);
+    }
+    dispatch_release(ctx);
+    if (blocking) {
+        home_leave_blocking(ctx);
+    }
+    return ret < 0 ? ret : progress;
+}
