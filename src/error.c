@@ -16,7 +16,9 @@ const char *aio_strerror(int err)
     /* A switch over the host's constants, not a table indexed by number:
      * the values differ between C libraries (ENOTSOCK is 88 on Linux, 10038
      * or 128 on Windows), the names do not. */
-    switch (err < 0 ? -err : err) {
+    /* Widened before negating: -INT_MIN does not fit in an int. */
+    long long e = err;
+    switch (e < 0 ? -e : e) {
     case 0: return "success";
     case EPERM: return "operation not permitted (EPERM)";
     case ENOENT: return "no such entry (ENOENT)";

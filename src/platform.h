@@ -30,7 +30,9 @@ uint64_t aio__thread_id(void);
 /* Monotonic nanoseconds; the implementation of aio_clock_ns(). */
 int64_t aio__clock_ns(void);
 
-/* 0 when fd can be registered, else -EBADF (not open) / -ENOTSOCK. */
+/* 0 when fd can be registered; -EINVAL for a value that is never a
+ * descriptor (negative, INVALID_SOCKET), -EBADF for one that is not open,
+ * -ENOTSOCK (Windows) for an open handle that is not a socket. */
 int aio__check_fd(aio_fd_t fd);
 
 /* Pause hint for busy-poll loops. */

@@ -84,13 +84,14 @@ static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is
 {
     bool removing = !io_read && !io_write && !io_poll;
     AioSource *src = NULL;
+    /* A value that can never be a descriptor is refused either way; a
+     * closed one only when registering, so that removal after close()
+     * works. */
+    int err = n ? 0 : aio__check_fd(fd);
+    if (err == -EINVAL || (err < 0 && !removing)) {
+        return err;
+    }
     if (!removing) {
-        if (!n) {
-            int err = aio__check_fd(fd);
-            if (err < 0) {
-                return err;
-            }
-        }
         src = calloc(1, sizeof(*src));
         if (!src) {
             return -ENOMEM;

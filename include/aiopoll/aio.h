@@ -183,9 +183,10 @@ AIOPOLL_API int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *o
  *
  * Removing is idempotent and works after the descriptor was closed.
  *
- * Returns 0, or -EINVAL (NULL ctx), -EBADF (registering a descriptor that is
- * not open, or a negative one), -ENOTSOCK (Windows: registering a value that
- * is not a socket), -ENOMEM. */
+ * Returns 0, or -EINVAL (NULL ctx, or a value that is never a descriptor: a
+ * negative fd, INVALID_SOCKET), -EBADF (registering a descriptor that is not
+ * open), -ENOTSOCK (Windows: registering a value that is not a socket),
+ * -ENOMEM. */
 AIOPOLL_API int aio_set_fd_handler(AioContext *ctx, aio_fd_t fd, bool is_external,
                                    AioHandler *io_read, AioHandler *io_write,
                                    AioPollHandler *io_poll, void *opaque);

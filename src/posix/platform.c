@@ -55,7 +55,10 @@ int64_t aio__clock_ns(void)
 
 int aio__check_fd(aio_fd_t fd)
 {
-    if (fd < 0 || (fcntl(fd, F_GETFD) < 0 && errno == EBADF)) {
+    if (fd < 0) {
+        return -EINVAL;
+    }
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
         return -EBADF;
     }
     return 0;

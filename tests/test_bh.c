@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bottom halves: order, coalescing, cancel, delete (also from inside the
+ * callback and while scheduled), oneshots, scheduling from inside a BH, and
+ * waking a blocked poll from another thread. aio_poll's 1/0 return value.
+ */
+#include "test-common.h"
+
+Test(bh, poll_returns_zero_when_idle_and_one_after_work, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+
+    atomic_init(&ran, 0);
+    cr_assert_not_null(bh);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    aio_bh_schedule(bh);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_bh_delete(bh);
+    aio_context_unref(ctx);
+}
+
+Test(bh, run_in_scheduling_order, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    tc_log log = {0};
+    tc_log_item it[4];
+    AioBH *bh[4];
+    static const int order[] = {2, 0, 3, 1};
+
+    for (int i = 0; i < 4; i++) {
+        it[i] = (tc_log_item){&log, i};
+        bh[i] = aio_bh_new(ctx, tc_log_cb, &it[i]);
+        cr_assert_not_null(bh[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        aio_bh_schedule(bh[order[i]]);
+    }
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    tc_log_expect(&log, order, 4);
+
+    /* And again in another order, mixed with oneshots. */
+    atomic_store(&log.n, 0);
+    tc_log_item one = {&log, 9};
+    aio_bh_schedule(bh[3]);
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_log_cb, &one), 0);
+    aio_bh_schedule(bh[0]);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    static const int order2[] = {3, 9, 0};
+    tc_log_expect(&log, order2, 3);
+    for (int i = 0; i < 4; i++) {
+        aio_bh_delete(bh[i]);
+    }
+    aio_context_unref(ctx);
+}
+
+Test(bh, scheduling_twice_runs_once, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+
+    atomic_init(&ran, 0);
+    aio_bh_schedule(bh);
+    aio_bh_schedule(bh);
+    aio_bh_schedule(bh);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    cr_assert_eq(atomic_load(&ran), 1);
+    /* Once it ran it can be scheduled again. */
+    aio_bh_schedule(bh);
+    cr_assert_eq(tc_poll_idle(ctx, 10), 1);
+    cr_assert_eq(atomic_load(&ran), 2);
+    aio_bh_delete(bh);
+    aio_context_unref(ctx);
+}
+
+Test(bh, cancel, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+
+    atomic_init(&ran, 0);
+    aio_bh_schedule(bh);
+    aio_bh_cancel(bh);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    cr_assert_eq(atomic_load(&ran), 0);
+    aio_bh_cancel(bh); /* cancelling an idle BH is harmless */
+    aio_bh_schedule(bh);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_bh_delete(bh);
+    aio_context_unref(ctx);
+}
+
+/* A cancelled BH does not keep a blocking poll awake either. */
+Test(bh, cancelled_bh_lets_blocking_poll_sleep, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+    tc_poll_result res;
+
+    atomic_init(&ran, 0);
+    aio_bh_schedule(bh);
+    aio_bh_cancel(bh);
+    /* The schedule may have left a wake-up; allow one spurious return. */
+    res = tc_poll_blocking_bounded(ctx, 200);
+    if (!res.rescued) {
+        res = tc_poll_blocking_bounded(ctx, 200);
+    }
+    cr_assert(res.rescued, "blocking poll does not sleep after cancel");
+    cr_assert_eq(atomic_load(&ran), 0);
+    aio_bh_delete(bh);
+    aio_context_unref(ctx);
+}
+
+Test(bh, delete_scheduled_never_runs, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+
+    atomic_init(&ran, 0);
+    aio_bh_schedule(bh);
+    aio_bh_delete(bh);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    tc_poll_idle(ctx, 10);
+    cr_assert_eq(atomic_load(&ran), 0);
+    aio_context_unref(ctx);
+}
+
+Test(bh, delete_unscheduled, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+
+    atomic_init(&ran, 0);
+    aio_bh_delete(bh);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    aio_context_unref(ctx);
+}
+
+typedef struct self_bh {
+    AioBH *bh;
+    AioContext *ctx;
+    atomic_int ran;
+    int limit;
+    AioBH *other;
+} self_bh;
+
+static void cb_delete_self(void *opaque)
+{
+    self_bh *s = opaque;
+    atomic_fetch_add(&s->ran, 1);
+    aio_bh_schedule(s->bh); /* scheduled again, then deleted: never runs */
+    aio_bh_delete(s->bh);
+}
+
+Test(bh, delete_from_own_callback, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    self_bh s = {.ctx = ctx};
+
+    atomic_init(&s.ran, 0);
+    s.bh = aio_bh_new(ctx, cb_delete_self, &s);
+    aio_bh_schedule(s.bh);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    tc_poll_idle(ctx, 10);
+    cr_assert_eq(atomic_load(&s.ran), 1);
+    aio_context_unref(ctx);
+}
+
+static void cb_delete_other(void *opaque)
+{
+    self_bh *s = opaque;
+    atomic_fetch_add(&s->ran, 1);
+    aio_bh_delete(s->other);
+}
+
+/* A BH deletes another one that is scheduled behind it in the same round. */
+Test(bh, delete_other_scheduled_from_callback, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    self_bh s = {.ctx = ctx};
+    atomic_int other_ran;
+
+    atomic_init(&s.ran, 0);
+    atomic_init(&other_ran, 0);
+    s.bh = aio_bh_new(ctx, cb_delete_other, &s);
+    s.other = aio_bh_new(ctx, tc_count_cb, &other_ran);
+    aio_bh_schedule(s.bh);
+    aio_bh_schedule(s.other);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    tc_poll_idle(ctx, 10);
+    cr_assert_eq(atomic_load(&s.ran), 1);
+    cr_assert_eq(atomic_load(&other_ran), 0, "a BH deleted while scheduled still ran");
+    aio_bh_delete(s.bh);
+    aio_context_unref(ctx);
+}
+
+static void cb_schedule_other(void *opaque)
+{
+    self_bh *s = opaque;
+    atomic_fetch_add(&s->ran, 1);
+    aio_bh_schedule(s->other);
+}
+
+Test(bh, schedule_other_from_callback, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    self_bh s = {.ctx = ctx};
+    atomic_int other_ran;
+
+    atomic_init(&s.ran, 0);
+    atomic_init(&other_ran, 0);
+    s.bh = aio_bh_new(ctx, cb_schedule_other, &s);
+    s.other = aio_bh_new(ctx, tc_count_cb, &other_ran);
+    aio_bh_schedule(s.bh);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    /* "runs it in the same aio_poll call's next round" or, at the latest, in
+     * the next poll; the blocking poll must not sleep while it is pending. */
+    cr_assert(tc_poll_until(ctx, &other_ran, 1, TC_BOUND_MS),
+              "BH scheduled from inside a BH did not run (blocking poll slept)");
+    cr_assert_eq(atomic_load(&s.ran), 1);
+    cr_assert_eq(atomic_load(&other_ran), 1);
+    aio_bh_delete(s.bh);
+    aio_bh_delete(s.other);
+    aio_context_unref(ctx);
+}
+
+static void cb_reschedule_self(void *opaque)
+{
+    self_bh *s = opaque;
+    if (atomic_fetch_add(&s->ran, 1) + 1 < s->limit) {
+        aio_bh_schedule(s->bh);
+    }
+}
+
+/* A BH that reschedules itself runs again, every aio_poll call returns (it
+ * does not spin inside one call), and a blocking poll never sleeps while it
+ * is scheduled. */
+Test(bh, reschedule_self_from_callback, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    self_bh s = {.ctx = ctx, .limit = 50};
+    int calls = 0;
+
+    atomic_init(&s.ran, 0);
+    s.bh = aio_bh_new(ctx, cb_reschedule_self, &s);
+    aio_bh_schedule(s.bh);
+    while (atomic_load(&s.ran) < s.limit) {
+        tc_poll_result res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+        cr_assert(!res.rescued, "blocking poll slept with a BH scheduled (run %d)",
+                  atomic_load(&s.ran));
+        cr_assert_eq(res.ret, 1);
+        cr_assert_lt(++calls, 1000);
+    }
+    cr_assert_eq(tc_poll_idle(ctx, 10), 0);
+    cr_assert_eq(atomic_load(&s.ran), s.limit);
+    aio_bh_delete(s.bh);
+    aio_context_unref(ctx);
+}
+
+static void cb_reschedule_forever(void *opaque)
+{
+    self_bh *s = opaque;
+    atomic_fetch_add(&s->ran, 1);
+    aio_bh_schedule(s->bh);
+}
+
+Test(bh, endless_self_reschedule_does_not_trap_aio_poll, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    self_bh s = {.ctx = ctx};
+
+    atomic_init(&s.ran, 0);
+    s.bh = aio_bh_new(ctx, cb_reschedule_forever, &s);
+    aio_bh_schedule(s.bh);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(aio_poll(ctx, false), 1);
+    }
+    cr_assert_geq(atomic_load(&s.ran), 5);
+    aio_bh_delete(s.bh); /* deleting a scheduled BH stops it */
+    tc_poll_idle(ctx, 10);
+    int after = atomic_load(&s.ran);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    cr_assert_eq(atomic_load(&s.ran), after);
+    aio_context_unref(ctx);
+}
+
+Test(bh, oneshot_runs_once, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+
+    atomic_init(&ran, 0);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    }
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    tc_poll_idle(ctx, 10);
+    cr_assert_eq(atomic_load(&ran), 100);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    aio_context_unref(ctx);
+}
+
+/* ---- Waking a blocked poll from another thread --------------------------- */
+
+typedef struct bh_remote {
+    AioContext *ctx;
+    AioBH *bh;
+    atomic_int ran;
+} bh_remote;
+
+static void remote_oneshot(void *p)
+{
+    bh_remote *r = p;
+    aio_bh_schedule_oneshot(r->ctx, tc_count_cb, &r->ran);
+}
+
+static void remote_schedule(void *p)
+{
+    bh_remote *r = p;
+    aio_bh_schedule(r->bh);
+}
+
+static void remote_wake_case(tc_action *fn, int asleep_ms, const char *what)
+{
+    bh_remote r;
+
+    r.ctx = tc_ctx_new();
+    atomic_init(&r.ran, 0);
+    r.bh = aio_bh_new(r.ctx, tc_count_cb, &r.ran);
+    tc_expect_wake(r.ctx, &r.ran, 1, asleep_ms, fn, &r, what);
+    cr_assert_eq(atomic_load(&r.ran), 1);
+    aio_bh_delete(r.bh);
+    aio_context_unref(r.ctx);
+}
+
+Test(bh, oneshot_from_other_thread_wakes_before_sleep, .timeout = 20)
+{
+    remote_wake_case(remote_oneshot, 0, "oneshot before sleep");
+}
+
+Test(bh, oneshot_from_other_thread_wakes_asleep, .timeout = 20)
+{
+    remote_wake_case(remote_oneshot, 50, "oneshot while asleep");
+}
+
+Test(bh, schedule_from_other_thread_wakes_before_sleep, .timeout = 20)
+{
+    remote_wake_case(remote_schedule, 0, "aio_bh_schedule before sleep");
+}
+
+Test(bh, schedule_from_other_thread_wakes_asleep, .timeout = 20)
+{
+    remote_wake_case(remote_schedule, 50, "aio_bh_schedule while asleep");
+}
+
+/* A BH scheduled before the blocking poll: it must not sleep at all. */
+Test(bh, blocking_poll_never_sleeps_with_bh_scheduled, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    tc_poll_result res;
+
+    atomic_init(&ran, 0);
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued);
+    cr_assert_eq(res.ret, 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_context_unref(ctx);
+}
+
+/* ---- Deleting from another thread -------------------------------------- */
+
+static void remote_delete(void *p)
+{
+    bh_remote *r = p;
+    aio_bh_delete(r->bh);
+}
+
+Test(bh, delete_from_other_thread, .timeout = 10)
+{
+    bh_remote r;
+    tc_thread *t;
+
+    r.ctx = tc_ctx_new();
+    atomic_init(&r.ran, 0);
+    r.bh = aio_bh_new(r.ctx, tc_count_cb, &r.ran);
+    aio_bh_schedule(r.bh);
+    t = tc_thread_start(remote_delete, &r);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    tc_poll_idle(r.ctx, 10);
+    cr_assert_eq(atomic_load(&r.ran), 0);
+    aio_context_unref(r.ctx);
+}

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Context life cycle, the backend under test, and home-thread ownership:
+ * only the home thread may block (others get -EPERM at once, touching
+ * nothing), aio_context_set_home_thread moves ownership and is refused with
+ * -EBUSY while the home thread is inside a blocking poll.
+ */
+#include "test-common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+Test(context, backend_is_the_one_requested, .timeout = 10)
+{
+    const char *want = getenv("AIOPOLL_BACKEND");
+    AioContext *ctx = aio_context_new();
+
+    cr_assert_not_null(ctx, "aio_context_new failed for AIOPOLL_BACKEND=%s", want ? want : "");
+    cr_assert_not_null(aio_context_backend(ctx));
+    cr_assert_gt(strlen(aio_context_backend(ctx)), 0, "empty backend name");
+    if (want && *want) {
+        cr_assert(strcmp(aio_context_backend(ctx), want) == 0,
+                  "testing backend \"%s\" but AIOPOLL_BACKEND=\"%s\"", aio_context_backend(ctx),
+                  want);
+    }
+    aio_context_unref(ctx);
+}
+
+Test(context, ref_and_unref, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+
+    atomic_init(&ran, 0);
+    aio_context_ref(ctx);
+    aio_context_unref(ctx);
+    /* Still alive: one reference left. */
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_context_unref(ctx);
+}
+
+Test(context, two_contexts_are_independent, .timeout = 10)
+{
+    AioContext *a = tc_ctx_new();
+    AioContext *b = tc_ctx_new();
+    atomic_int ran;
+
+    atomic_init(&ran, 0);
+    cr_assert_eq(aio_bh_schedule_oneshot(a, tc_count_cb, &ran), 0);
+    cr_assert_eq(aio_poll(b, false), 0, "b ran a's bottom half");
+    cr_assert_eq(aio_poll(a, false), 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_context_unref(b);
+    aio_context_unref(a);
+}
+
+/* ---- A helper thread that runs one operation and records the result ----- */
+
+typedef struct foreign {
+    AioContext *ctx;
+    int ret;
+    int64_t elapsed_ms;
+    bool in_home;
+    int set_home_ret;
+} foreign;
+
+static void foreign_blocking_poll(void *p)
+{
+    foreign *f = p;
+    int64_t t0 = tsup_now_ns();
+
+    f->in_home = aio_context_in_home_thread(f->ctx);
+    f->ret = aio_poll(f->ctx, true);
+    f->elapsed_ms = tsup_ms_since(t0);
+}
+
+static void foreign_nonblocking_poll(void *p)
+{
+    foreign *f = p;
+    f->ret = aio_poll(f->ctx, false);
+}
+
+static foreign run_foreign(AioContext *ctx, tc_action *fn)
+{
+    foreign f = {.ctx = ctx, .ret = 12345};
+    tc_thread *t = tc_thread_start(fn, &f);
+
+    cr_assert(tc_thread_join(t, TC_BOUND_MS),
+              "a non-home thread is still inside aio_poll after %d ms", TC_BOUND_MS);
+    return f;
+}
+
+Test(context, in_home_thread, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    foreign f;
+
+    cr_assert(aio_context_in_home_thread(ctx));
+    f = run_foreign(ctx, foreign_blocking_poll);
+    cr_assert(!f.in_home, "a helper thread claims to be home");
+    aio_context_unref(ctx);
+}
+
+Test(context, foreign_blocking_poll_is_eperm_at_once, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    foreign f;
+
+    atomic_init(&ran, 0);
+    /* Something to do: the refused call must not do it. */
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    f = run_foreign(ctx, foreign_blocking_poll);
+    cr_assert_eq(f.ret, -EPERM, "aio_poll(ctx, true) on a non-home thread returned %d (%s)",
+                 f.ret, aio_strerror(f.ret));
+    cr_assert_lt(f.elapsed_ms, 500, "the refused call took %lld ms", (long long)f.elapsed_ms);
+    cr_assert_eq(atomic_load(&ran), 0, "the refused blocking poll ran a bottom half");
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_context_unref(ctx);
+}
+
+Test(context, foreign_blocking_poll_leaves_wakeup_pending, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    foreign f;
+    tc_poll_result res;
+
+    aio_notify(ctx);
+    f = run_foreign(ctx, foreign_blocking_poll);
+    cr_assert_eq(f.ret, -EPERM);
+    res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued,
+              "home thread slept %d ms: the refused foreign poll consumed the wake-up",
+              TC_BOUND_MS);
+    cr_assert_lt(res.elapsed_ms, TC_PROMPT_MS, "home thread's poll took %lld ms",
+                 (long long)res.elapsed_ms);
+    cr_assert_geq(res.ret, 0);
+    aio_context_unref(ctx);
+}
+
+static void cb_record_home(void *opaque)
+{
+    foreign *f = opaque;
+    f->in_home = aio_context_in_home_thread(f->ctx);
+    f->set_home_ret = 1; /* ran */
+}
+
+Test(context, foreign_nonblocking_poll_dispatches, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    foreign seen = {.ctx = ctx, .in_home = true};
+    foreign f;
+
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, cb_record_home, &seen), 0);
+    f = run_foreign(ctx, foreign_nonblocking_poll);
+    cr_assert_eq(f.ret, 1, "idle context: non-home aio_poll(ctx, false) returned %d", f.ret);
+    cr_assert_eq(seen.set_home_ret, 1, "BH did not run");
+    cr_assert(!seen.in_home, "BH ran on the home thread instead of the polling thread");
+    f = run_foreign(ctx, foreign_nonblocking_poll);
+    cr_assert_eq(f.ret, 0);
+    aio_context_unref(ctx);
+}
+
+/* ---- Moving the home thread --------------------------------------------- */
+
+typedef struct new_home {
+    AioContext *ctx;
+    atomic_int stop;
+    atomic_int started;
+    atomic_int finished;
+    atomic_int ran;
+    int set_ret;
+    bool in_home;
+    int poll_err;
+    int64_t bound_ns;
+} new_home;
+
+/* Becomes home, then polls blocking until stop (bounded by its own clock:
+ * if it is stuck the test sees `finished` never set). */
+static void new_home_main(void *p)
+{
+    new_home *h = p;
+
+    h->set_ret = aio_context_set_home_thread(h->ctx);
+    h->in_home = aio_context_in_home_thread(h->ctx);
+    atomic_store(&h->started, 1);
+    if (h->set_ret == 0) {
+        while (!atomic_load(&h->stop)) {
+            int r = aio_poll(h->ctx, true);
+            if (r < 0) {
+                h->poll_err = r;
+                break;
+            }
+        }
+    }
+    atomic_store(&h->finished, 1);
+}
+
+static void new_home_stop(new_home *h)
+{
+    atomic_store(&h->stop, 1);
+    aio_notify(h->ctx);
+    cr_assert(tsup_wait_flag(&h->finished, TC_BOUND_MS),
+              "new home thread still asleep after %d ms: lost wake-up", TC_BOUND_MS);
+}
+
+static void new_home_init(new_home *h, AioContext *ctx)
+{
+    memset(h, 0, sizeof(*h));
+    h->ctx = ctx;
+    atomic_init(&h->stop, 0);
+    atomic_init(&h->started, 0);
+    atomic_init(&h->finished, 0);
+    atomic_init(&h->ran, 0);
+}
+
+Test(context, set_home_thread_moves_ownership, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    new_home h;
+    tc_thread *t;
+    int r;
+    int64_t t0;
+
+    new_home_init(&h, ctx);
+    t = tc_thread_start(new_home_main, &h);
+    cr_assert(tsup_wait_flag(&h.started, TC_BOUND_MS));
+    cr_assert_eq(h.set_ret, 0, "aio_context_set_home_thread: %s", aio_strerror(h.set_ret));
+    cr_assert(h.in_home, "new home thread is not in_home after set_home_thread");
+    cr_assert(!aio_context_in_home_thread(ctx), "old home still claims to be home");
+
+    /* The old home may no longer block. */
+    t0 = tsup_now_ns();
+    r = aio_poll(ctx, true);
+    cr_assert_eq(r, -EPERM, "old home's blocking poll returned %d", r);
+    cr_assert_lt(tsup_ms_since(t0), 500);
+
+    /* The new home is woken by work from the old one. */
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &h.ran), 0);
+    cr_assert(tsup_wait_flag(&h.ran, TC_BOUND_MS),
+              "new home thread still asleep after %d ms: lost wake-up", TC_BOUND_MS);
+    new_home_stop(&h);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(h.poll_err, 0, "new home's poll failed: %s", aio_strerror(h.poll_err));
+
+    /* Take it back. */
+    cr_assert_eq(aio_context_set_home_thread(ctx), 0);
+    cr_assert(aio_context_in_home_thread(ctx));
+    aio_notify(ctx);
+    cr_assert(!tc_poll_blocking_bounded(ctx, TC_BOUND_MS).rescued);
+    aio_context_unref(ctx);
+}
+
+Test(context, set_home_thread_is_ebusy_during_blocking_poll, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    tc_gate gate;
+    new_home h;
+    tc_thread *t;
+
+    new_home_init(&h, ctx);
+    tc_gate_install(ctx, &gate, AIO_HOOK_BEFORE_SLEEP, true);
+    t = tc_thread_start(new_home_main, &h);
+    cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS),
+              "new home never reached AIO_HOOK_BEFORE_SLEEP");
+    cr_assert_eq(h.set_ret, 0);
+
+    /* Inside the blocking poll, about to sleep. */
+    cr_assert_eq(aio_context_set_home_thread(ctx), -EBUSY);
+    cr_assert(!aio_context_in_home_thread(ctx));
+    tc_gate_release(&gate);
+
+    /* Really asleep. */
+    tsup_sleep_ms(50);
+    cr_assert_eq(aio_context_set_home_thread(ctx), -EBUSY);
+    cr_assert(!aio_context_in_home_thread(ctx));
+    cr_assert_eq(aio_poll(ctx, true), -EPERM);
+
+    new_home_stop(&h);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(aio_context_set_home_thread(ctx), 0, "set_home_thread after the poll ended");
+    cr_assert(aio_context_in_home_thread(ctx));
+    tc_gate_remove(ctx, &gate);
+    aio_context_unref(ctx);
+}
+
+Test(context, set_home_thread_on_home_is_noop, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+
+    cr_assert_eq(aio_context_set_home_thread(ctx), 0);
+    cr_assert(aio_context_in_home_thread(ctx));
+    aio_notify(ctx);
+    cr_assert(!tc_poll_blocking_bounded(ctx, TC_BOUND_MS).rescued);
+    aio_context_unref(ctx);
+}

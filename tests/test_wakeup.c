@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The lost wake-up of QEMU commit b37548fcd1 (2018), reproduced
+ * deterministically with the test hook, and its variants.
+ *
+ * The home thread is blocked (or about to block) in aio_poll(ctx, true);
+ * another thread calls aio_notify() and then aio_poll(ctx, false). In QEMU
+ * the non-blocking poll cleared ("accepted") the notification that the
+ * blocked thread needed, and the IOThread slept forever. Here only a blocking
+ * poll accepts a wake-up, so the home thread must return every time.
+ *
+ * In every test the home thread is the test thread and a watchdog rescues a
+ * poll that lost its wake-up after TC_BOUND_MS, so a regression fails with a
+ * clear message instead of hanging.
+ */
+#include "test-common.h"
+
+/* ---- A tiny script language for the "other" thread ---------------------- */
+
+enum step {
+    S_END,
+    S_WAIT_GATE,   /* wait until the home thread is held at the gate */
+    S_RELEASE,     /* let it go on into its sleep */
+    S_SLEEP,       /* 50 ms: the home thread is really asleep now */
+    S_NOTIFY,      /* aio_notify(ctx) */
+    S_NB_POLL,     /* aio_poll(ctx, false): must be 0 (nothing to do) */
+    S_BLOCK_EPERM, /* aio_poll(ctx, true): must be -EPERM */
+};
+
+typedef struct script {
+    AioContext *ctx;
+    tc_gate *gate;
+    const enum step *steps;
+    atomic_int errors;
+    atomic_int gate_missed;
+    int bad_ret; /* the last unexpected aio_poll return value */
+} script;
+
+static void script_run(void *p)
+{
+    script *s = p;
+
+    for (const enum step *st = s->steps; *st != S_END; st++) {
+        int r;
+        switch (*st) {
+        case S_WAIT_GATE:
+            if (!tc_gate_wait_reached(s->gate, TC_BOUND_MS)) {
+                atomic_store(&s->gate_missed, 1);
+            }
+            break;
+        case S_RELEASE:
+            tc_gate_release(s->gate);
+            break;
+        case S_SLEEP:
+            tsup_sleep_ms(50);
+            break;
+        case S_NOTIFY:
+            aio_notify(s->ctx);
+            break;
+        case S_NB_POLL:
+            r = aio_poll(s->ctx, false);
+            if (r != 0) {
+                s->bad_ret = r;
+                atomic_fetch_add(&s->errors, 1);
+            }
+            break;
+        case S_BLOCK_EPERM:
+            r = aio_poll(s->ctx, true);
+            if (r != -EPERM) {
+                s->bad_ret = r;
+                atomic_fetch_add(&s->errors, 1);
+            }
+            break;
+        case S_END:
+            break;
+        }
+    }
+    /* Never leave the home thread parked at the gate. */
+    tc_gate_release(s->gate);
+}
+
+/*
+ * Runs the home side: one blocking poll, while (concurrent) or before
+ * (!concurrent) the other thread runs `steps`. The blocking poll must return
+ * within TC_BOUND_MS without the watchdog's help.
+ */
+static void run_case(const enum step *steps, bool concurrent)
+{
+    AioContext *ctx = tc_ctx_new();
+    tc_gate gate;
+    script s = {.ctx = ctx, .gate = &gate, .steps = steps};
+    tc_thread *t;
+    tc_poll_result res;
+
+    atomic_init(&s.errors, 0);
+    atomic_init(&s.gate_missed, 0);
+    /* Held only when the other thread runs concurrently with the poll. */
+    tc_gate_install(ctx, &gate, AIO_HOOK_BEFORE_SLEEP, concurrent);
+
+    t = tc_thread_start(script_run, &s);
+    if (!concurrent) {
+        cr_assert(tc_thread_join(t, TC_BOUND_MS), "other thread did not finish");
+    }
+    res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued,
+              "home thread still asleep after %d ms: lost wake-up (aio_poll returned %d)",
+              TC_BOUND_MS, res.ret);
+    cr_assert_geq(res.ret, 0, "aio_poll(ctx, true): %s", aio_strerror(res.ret));
+    if (concurrent) {
+        cr_assert(tc_thread_join(t, TC_BOUND_MS), "other thread did not finish");
+        cr_assert(!atomic_load(&s.gate_missed),
+                  "home thread never reached AIO_HOOK_BEFORE_SLEEP");
+    }
+    cr_assert(!atomic_load(&gate.timed_out), "gate held the home thread until timeout");
+    cr_assert_eq(atomic_load(&s.errors), 0, "other thread: unexpected aio_poll result %d (%s)",
+                 s.bad_ret, aio_strerror(s.bad_ret));
+    tc_gate_remove(ctx, &gate);
+    aio_context_unref(ctx);
+}
+
+/* The exact 2018 interleaving: home has announced itself and is about to
+ * sleep; notify + non-blocking poll happen in that window. */
+Test(wakeup, b37548fcd1_notify_and_nonblocking_poll_before_sleep, .timeout = 30)
+{
+    static const enum step steps[] = {S_WAIT_GATE, S_NOTIFY, S_NB_POLL, S_RELEASE, S_END};
+    run_case(steps, true);
+}
+
+/* The same, with the home thread really asleep in the backend. */
+Test(wakeup, notify_and_nonblocking_poll_while_asleep, .timeout = 30)
+{
+    static const enum step steps[] = {S_WAIT_GATE, S_RELEASE, S_SLEEP,
+                                      S_NOTIFY,    S_NB_POLL, S_END};
+    run_case(steps, true);
+}
+
+/* Notify in the window before the sleep, non-blocking poll while asleep. */
+Test(wakeup, notify_before_sleep_nonblocking_poll_while_asleep, .timeout = 30)
+{
+    static const enum step steps[] = {S_WAIT_GATE, S_NOTIFY,  S_RELEASE,
+                                      S_SLEEP,     S_NB_POLL, S_END};
+    run_case(steps, true);
+}
+
+/* Several non-blocking polls around the notify, before the sleep. */
+Test(wakeup, nonblocking_polls_around_notify, .timeout = 30)
+{
+    static const enum step steps[] = {S_WAIT_GATE, S_NB_POLL, S_NOTIFY, S_NB_POLL,
+                                      S_NB_POLL,   S_RELEASE, S_SLEEP,  S_NB_POLL, S_END};
+    run_case(steps, true);
+}
+
+/* A blocking poll from the other thread is refused and must not consume the
+ * wake-up either. */
+Test(wakeup, notify_then_foreign_blocking_poll_before_sleep, .timeout = 30)
+{
+    static const enum step steps[] = {S_WAIT_GATE, S_NOTIFY, S_BLOCK_EPERM, S_NB_POLL,
+                                      S_RELEASE,   S_END};
+    run_case(steps, true);
+}
+
+/* Notify + non-blocking poll on another thread before the home thread even
+ * starts its blocking poll: the notification is pending and must make the
+ * blocking poll return without sleeping. */
+Test(wakeup, notify_and_nonblocking_poll_before_blocking_call, .timeout = 30)
+{
+    static const enum step steps[] = {S_NOTIFY, S_NB_POLL, S_BLOCK_EPERM, S_NB_POLL, S_END};
+    run_case(steps, false);
+}
+
+/* The home thread's own non-blocking poll after a notify does not consume it
+ * either: the next blocking poll must not sleep. */
+Test(wakeup, own_nonblocking_poll_keeps_wakeup, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    tc_poll_result res;
+
+    aio_notify(ctx);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    cr_assert_eq(aio_poll(ctx, false), 0);
+    res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued, "blocking poll slept for %d ms although aio_notify() was pending",
+              TC_BOUND_MS);
+    cr_assert_lt(res.elapsed_ms, TC_PROMPT_MS, "blocking poll took %lld ms",
+                 (long long)res.elapsed_ms);
+    aio_context_unref(ctx);
+}
+
+/* A notification made while nothing polls is not lost either. */
+Test(wakeup, notify_while_idle_then_block, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    tc_poll_result res;
+
+    aio_notify(ctx);
+    aio_notify(ctx);
+    res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued, "blocking poll slept although aio_notify() was pending");
+    cr_assert_lt(res.elapsed_ms, TC_PROMPT_MS);
+    aio_context_unref(ctx);
+}
+
+/* A wake-up is accepted by the blocking poll that consumed it: notifications
+ * do not accumulate into spurious returns forever. After one notify and one
+ * blocking poll, the next blocking poll sleeps until the watchdog. */
+Test(wakeup, wakeup_is_consumed_by_blocking_poll, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    tc_poll_result res;
+
+    aio_notify(ctx);
+    aio_notify(ctx);
+    res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued);
+    /* A second blocking poll may return 0 once more (a wake-up that found
+     * no work), but not indefinitely; the third must sleep. */
+    res = tc_poll_blocking_bounded(ctx, 200);
+    if (!res.rescued) {
+        res = tc_poll_blocking_bounded(ctx, 200);
+    }
+    cr_assert(res.rescued, "blocking polls keep returning without any notification");
+    aio_context_unref(ctx);
+}
+
+/* ---- The same race with real timing, many rounds ------------------------- */
+
+typedef struct race {
+    AioContext *ctx;
+    int rounds;
+    atomic_int round; /* the home thread is about to poll for this round */
+    atomic_int done;  /* ... and returned from it */
+    atomic_int lost;  /* round whose wake-up was lost (rescued) */
+    atomic_int errors;
+    uint32_t seed;
+} race;
+
+static void race_delay(uint32_t r)
+{
+    switch (r % 4) {
+    case 0:
+        break;
+    case 1:
+        tsup_yield();
+        break;
+    case 2:
+        tsup_sleep_us(20 + (int)(r % 100));
+        break;
+    default:
+        tsup_sleep_us(300);
+        break;
+    }
+}
+
+static void race_other(void *p)
+{
+    race *rc = p;
+
+    for (int i = 1; i <= rc->rounds; i++) {
+        uint32_t r = tc_rand(&rc->seed);
+        if (!tsup_wait_at_least(&rc->round, i, 10000)) {
+            atomic_fetch_add(&rc->errors, 1);
+            return;
+        }
+        race_delay(r);
+        if (r & 0x10) {
+            if (aio_poll(rc->ctx, false) < 0) {
+                atomic_fetch_add(&rc->errors, 1);
+            }
+        }
+        aio_notify(rc->ctx);
+        race_delay(r >> 8);
+        if (aio_poll(rc->ctx, false) < 0) {
+            atomic_fetch_add(&rc->errors, 1);
+        }
+        if (!tsup_wait_at_least(&rc->done, i, TC_BOUND_MS)) {
+            /* Lost: report it, then rescue the home thread so the test
+             * can fail cleanly. */
+            atomic_store(&rc->lost, i);
+            while (atomic_load(&rc->done) < i) {
+                aio_notify(rc->ctx);
+                tsup_sleep_ms(10);
+            }
+            return;
+        }
+    }
+}
+
+Test(wakeup, race_with_real_timing, .timeout = 120)
+{
+    race rc = {.rounds = (int)tc_env_long("AIOPOLL_RACE_ROUNDS", 400), .seed = 0x9e3779b9u};
+    tc_thread *t;
+
+    rc.ctx = tc_ctx_new();
+    atomic_init(&rc.round, 0);
+    atomic_init(&rc.done, 0);
+    atomic_init(&rc.lost, 0);
+    atomic_init(&rc.errors, 0);
+    t = tc_thread_start(race_other, &rc);
+    for (int i = 1; i <= rc.rounds; i++) {
+        int r;
+        atomic_store(&rc.round, i);
+        r = aio_poll(rc.ctx, true);
+        atomic_store(&rc.done, i);
+        cr_assert_geq(r, 0, "round %d: aio_poll: %s", i, aio_strerror(r));
+        cr_assert_eq(atomic_load(&rc.lost), 0,
+                     "round %d: home thread still asleep after %d ms: lost wake-up",
+                     atomic_load(&rc.lost), TC_BOUND_MS);
+    }
+    cr_assert(tc_thread_join(t, TC_BOUND_MS), "other thread did not finish");
+    cr_assert_eq(atomic_load(&rc.errors), 0, "other thread saw aio_poll errors");
+    aio_context_unref(rc.ctx);
+}
+
+/* ---- Dispatch-right contention ------------------------------------------- */
+
+typedef struct contention {
+    AioContext *ctx;
+    tc_gate *gate;
+    atomic_int nb_ret;
+    atomic_int nb_done;
+} contention;
+
+static void contention_nb_poll(void *p)
+{
+    contention *c = p;
+    atomic_store(&c->nb_ret, aio_poll(c->ctx, false));
+    atomic_store(&c->nb_done, 1);
+}
+
+static void contention_release_later(void *p)
+{
+    contention *c = p;
+    tsup_sleep_ms(100);
+    tc_gate_release(c->gate);
+}
+
+/* A non-blocking poll on another thread holds the dispatch right (parked at
+ * AIO_HOOK_NONBLOCKING_DISPATCH) while a BH is scheduled and the home thread
+ * polls blocking. The BH must run exactly once, on one of them, and the home
+ * thread must not sleep forever waiting for the dispatch right. */
+Test(wakeup, home_blocks_while_nonblocking_poll_holds_dispatch, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    tc_gate gate;
+    contention c = {.ctx = ctx, .gate = &gate};
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+    tc_thread *nb, *rel;
+
+    atomic_init(&ran, 0);
+    atomic_init(&c.nb_ret, -1);
+    atomic_init(&c.nb_done, 0);
+    tc_gate_install(ctx, &gate, AIO_HOOK_NONBLOCKING_DISPATCH, true);
+    nb = tc_thread_start(contention_nb_poll, &c);
+    cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS),
+              "non-blocking poll never reached AIO_HOOK_NONBLOCKING_DISPATCH");
+    aio_bh_schedule(bh);
+    rel = tc_thread_start(contention_release_later, &c);
+    cr_assert(tc_poll_until(ctx, &ran, 1, TC_BOUND_MS),
+              "home thread still asleep after %d ms with a BH scheduled", TC_BOUND_MS);
+    cr_assert(tc_thread_join(rel, TC_BOUND_MS));
+    cr_assert(tc_thread_join(nb, TC_BOUND_MS), "non-blocking poll did not return");
+    cr_assert_geq(atomic_load(&c.nb_ret), 0);
+    tc_poll_idle(ctx, 10);
+    cr_assert_eq(atomic_load(&ran), 1, "BH ran %d times", atomic_load(&ran));
+    tc_gate_remove(ctx, &gate);
+    aio_bh_delete(bh);
+    aio_context_unref(ctx);
+}

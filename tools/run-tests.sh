@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Quick start, step 2: every test, the way CI runs them.
+#
+#   native       Debug build; every test on every backend this host compiled,
+#                plus the CMake package checks (find_package, add_subdirectory)
+#   asan         the same tests under AddressSanitizer + UBSan (+ LeakSanitizer)
+#   tsan         the same tests under ThreadSanitizer
+#   wine         the same test sources cross-built with MinGW-w64, on the
+#                win32 backend, run under Wine
+#   bench        aiopoll-bench --quick, a smoke run of the benchmark
+#
+# Usage: tools/run-tests.sh [STAGE...]     (default: all stages)
+# Build trees go to build/test-<stage>. Ends with "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(native asan tsan wine bench)
+
+tools/deps.sh --all
+
+total_pass=0
+total_fail=0
+failed_stages=()
+
+# ctest's own summary says "N% tests passed, F tests failed out of T".
+count_ctest() {
+    local stage=$1 log=$2 line failed total
+    line=$(grep -E "tests passed, [0-9]+ tests? failed out of [0-9]+" "$log" | tail -n1 || true)
+    if [ -z "$line" ]; then
+        echo "run-tests: $stage: ctest printed no summary" >&2
+        total_fail=$((total_fail + 1))
+        failed_stages+=("$stage")
+        return
+    fi
+    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+    total_pass=$((total_pass + total - failed))
+    total_fail=$((total_fail + failed))
+    [ "$failed" = 0 ] || failed_stages+=("$stage")
+}
+
+# run_suite STAGE [cmake args...]: configure, build, ctest.
+run_suite() {
+    local stage=$1 dir=build/test-$1
+    shift
+    echo
+    echo "######## $stage"
+    cmake -S . -B "$dir" -G Ninja "$@" >"$dir.configure.log" 2>&1 ||
+        { cat "$dir.configure.log"; failed_stages+=("$stage"); total_fail=$((total_fail + 1)); return; }
+    if ! cmake --build "$dir" >"$dir.build.log" 2>&1; then
+        tail -n 60 "$dir.build.log"
+        failed_stages+=("$stage")
+        total_fail=$((total_fail + 1))
+        return
+    fi
+    ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" 2>&1 | tee "$dir.ctest.log" || true
+    count_ctest "$stage" "$dir.ctest.log"
+}
+
+mkdir -p build
+for stage in "${stages[@]}"; do
+    case $stage in
+    native)
+        run_suite native -DCMAKE_BUILD_TYPE=Debug
+        ;;
+    asan)
+        run_suite asan -DCMAKE_BUILD_TYPE=Debug -DAIOPOLL_SANITIZE=address,undefined
+        ;;
+    tsan)
+        # TSan slows the stress test about tenfold; fewer rounds still make
+        # every interleaving it looks for happen thousands of times.
+        run_suite tsan -DCMAKE_BUILD_TYPE=Debug -DAIOPOLL_SANITIZE=thread \
+            -DAIOPOLL_STRESS_ROUNDS=20000
+        ;;
+    wine)
+        echo
+        echo "######## wine: MinGW Criterion (skipped when already built)"
+        tools/build-mingw-criterion.sh "$ROOT/build/mingw-deps"
+        run_suite wine -DCMAKE_BUILD_TYPE=Debug \
+            -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/mingw-w64-x86_64.cmake" \
+            -DAIOPOLL_MINGW_DEPS="$ROOT/build/mingw-deps" \
+            -DAIOPOLL_WINEPREFIX="$ROOT/build/wineprefix" \
+            -DAIOPOLL_STRESS_ROUNDS=20000
+        ;;
+    bench)
+        echo
+        echo "######## bench (smoke: --quick)"
+        dir=build/test-bench
+        if cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DAIOPOLL_BUILD_BENCH=ON \
+            -DAIOPOLL_BUILD_TESTS=OFF >"$dir.configure.log" 2>&1 &&
+            cmake --build "$dir" --target aiopoll-bench >"$dir.build.log" 2>&1 &&
+            "$dir/bench/aiopoll-bench" --quick; then
+            total_pass=$((total_pass + 1))
+        else
+            total_fail=$((total_fail + 1))
+            failed_stages+=(bench)
+        fi
+        ;;
+    *)
+        echo "run-tests: unknown stage '$stage'" >&2
+        exit 2
+        ;;
+    esac
+done
+
+echo
+if [ ${#failed_stages[@]} -gt 0 ]; then
+    echo "run-tests: failing stages: ${failed_stages[*]}"
+fi
+echo "${total_pass} passed, ${total_fail} failed"
+[ "$total_fail" = 0 ]
