@@ -64,6 +64,11 @@ struct AioSource {
     AioSource *prev, *next; /* ctx->sources, under list_lock */
     aio_fd_t fd;            /* fd handlers */
     AioEventNotifier *notifier; /* notifier registrations; NULL for fds */
+    /* The notifier's waitable object, copied at registration. Backends use
+     * this, never notifier->...: once the source is removed, the owner may
+     * free the notifier while a sleeping poller's snapshot still names the
+     * source, and only the copy is safe to read then. */
+    aio_handle_t handle;
     bool is_external;
     AioHandler *io_read;
     AioHandler *io_write;
@@ -106,6 +111,11 @@ struct AioContext {
     /* The wake-up protocol (poll.c; docs/wakeup-protocol.md). */
     atomic_int notify_me;  /* >0: a blocking poll may be sleeping */
     atomic_bool notified;  /* sticky until a blocking poll accepts it */
+    /* True from the aio_notify() that decided to kick until the blocking
+     * poll that consumed the kick re-arms it: later notifiers skip the
+     * redundant system call. Invariant: while true, the wake-up object is
+     * signalled or its signalling notifier is on its way to kick(). */
+    atomic_bool kick_pending;
 
     /* The dispatch right: who may run callbacks. Recursive for the thread
      * that holds it, so nested aio_poll works. */

@@ -94,6 +94,11 @@ typedef struct AioBackendOps {
 
     /* Frees set->scratch. */
     void (*pollset_fini)(AioBackend *be, AioPollSet *set);
+
+    /* Optional: the name to report now, for a backend that changes its
+     * mechanism at run time ("eventfd+ppoll" becomes "epoll" once many
+     * descriptors are watched). NULL: always name. Any thread. */
+    const char *(*current_name)(AioBackend *be);
 } AioBackendOps;
 
 /* The backends compiled for this platform, default first, NULL-terminated

@@ -51,7 +51,13 @@ static AioBH *bh_alloc(AioContext *ctx, AioHandler *cb, void *opaque, unsigned f
     return bh;
 }
 
-static void bh_push(AioContext *ctx, AioBH *bh)
+/* Pushes bh and returns whether the stack was empty. Rule: whoever pushes
+ * onto an empty stack calls aio_notify() afterwards. A push onto a non-empty
+ * stack may then skip it: the CAS read the previous head, so no dispatcher
+ * has taken the stack since that head was pushed, and the first one that
+ * does (which that head's pusher's notification guarantees) takes ours with
+ * it. */
+static bool bh_push(AioContext *ctx, AioBH *bh)
 {
     AioBH *head = atomic_load_explicit(&ctx->bh_pending, memory_order_relaxed);
     do {
@@ -61,6 +67,7 @@ static void bh_push(AioContext *ctx, AioBH *bh)
     } while (!atomic_compare_exchange_weak_explicit(&ctx->bh_pending, &head, bh,
                                                     memory_order_release,
                                                     memory_order_relaxed));
+    return head == NULL;
 }
 
 AioBH *aio_bh_new(AioContext *ctx, AioHandler *cb, void *opaque)
@@ -80,16 +87,21 @@ void aio_bh_schedule(AioBH *bh)
     if (!bh) {
         return;
     }
+    AioContext *ctx = bh->ctx;
     unsigned old = atomic_fetch_or(&bh->flags, BH_QUEUED | BH_SCHEDULED);
     if (!(old & BH_QUEUED)) {
-        bh_push(bh->ctx, bh);
+        /* Pushed behind other pending BHs: their notification covers it. */
+        if (bh_push(ctx, bh)) {
+            aio_notify(ctx);
+        }
+    } else if (!(old & BH_SCHEDULED)) {
+        /* Queued but cancelled: the notification its queuing made may have
+         * been consumed already, by a dispatch that saw it cancelled. */
+        aio_notify(ctx);
     }
     /* Already scheduled: somebody already notified for it, and the run that
      * notification causes has not cleared BH_SCHEDULED yet. No system call,
      * no store to shared state beyond the flag word. */
-    if (!(old & BH_SCHEDULED)) {
-        aio_notify(bh->ctx);
-    }
 }
 
 void aio_bh_cancel(AioBH *bh)
@@ -115,8 +127,10 @@ void aio_bh_delete(AioBH *bh)
      * was already queued, a dispatcher may free it the moment it sees
      * BH_DELETED. */
     unsigned old = atomic_fetch_or(&bh->flags, BH_QUEUED | BH_DELETED);
-    if (!(old & BH_QUEUED)) {
-        bh_push(ctx, bh);
+    if (!(old & BH_QUEUED) && bh_push(ctx, bh)) {
+        /* bh_push's rule: a later schedule pushed behind this one skips its
+         * notification. (ctx outlives bh; we no longer touch bh.) */
+        aio_notify(ctx);
     }
 }
 
@@ -129,8 +143,9 @@ int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *opaque)
     if (!bh) {
         return -ENOMEM;
     }
-    bh_push(ctx, bh);
-    aio_notify(ctx);
+    if (bh_push(ctx, bh)) {
+        aio_notify(ctx);
+    }
     return 0;
 }
 

@@ -46,6 +46,7 @@ AioContext *aio_context_new(void)
     atomic_init(&ctx->home, aio__thread_id());
     atomic_init(&ctx->notify_me, 0);
     atomic_init(&ctx->notified, false);
+    atomic_init(&ctx->kick_pending, false);
     aio__mutex_init(&ctx->dispatch_lock);
     atomic_init(&ctx->dispatch_owner, 0);
     atomic_init(&ctx->bh_pending, NULL);
@@ -118,7 +119,10 @@ bool aio_context_in_home_thread(const AioContext *ctx)
 
 const char *aio_context_backend(const AioContext *ctx)
 {
-    return ctx ? ctx->ops->name : "";
+    if (!ctx) {
+        return "";
+    }
+    return ctx->ops->current_name ? ctx->ops->current_name(ctx->be) : ctx->ops->name;
 }
 
 int aio_context_set_poll_params(AioContext *ctx, int64_t max_ns, int64_t grow, int64_t shrink)

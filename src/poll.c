@@ -14,6 +14,9 @@
  *    clears notified and the kick ("accepts"). A non-blocking poll never
  *    touches either, so it cannot consume a wake-up that the home thread,
  *    asleep or about to be, still needs: QEMU's 2018 IOThread hang.
+ *  - kick_pending makes one kick serve every notification until the poll
+ *    that consumes it: under a notification flood against a sleeping loop
+ *    only the first aio_notify() of each sleep pays for the system call.
  */
 #include "aio-internal.h"
 
@@ -32,7 +35,14 @@ void aio_notify(AioContext *ctx)
      * (a queued BH, an armed timer) before calling us. */
     atomic_store(&ctx->notified, true);
     if (atomic_load(&ctx->notify_me) > 0) {
-        ctx->ops->kick(ctx->be);
+        /* Somebody kicked and the kick has not been consumed yet: the
+         * wake-up object is signalled (or about to be, by that notifier), so
+         * the sleep ends anyway, and the poller re-reads notified after it
+         * re-arms kick_pending (see poll_blocking), so our news is not lost
+         * either. seq_cst, after our store to notified. */
+        if (!atomic_exchange(&ctx->kick_pending, true)) {
+            ctx->ops->kick(ctx->be);
+        }
     }
 }
 
@@ -165,14 +175,26 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
     atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
 
+    /* Consume the kick, then re-arm kick_pending, in this order: a notifier
+     * that finds kick_pending false after the re-arm kicks again, and its
+     * kick() comes after our clear_kick(), so the object stays signalled
+     * and the invariant holds (clearing after re-arming could eat that
+     * kick and leave kick_pending true over a silent object: a lost
+     * wake-up). A notifier that still found it true skipped its kick; its
+     * store to notified precedes its exchange, which precedes our re-arm
+     * (all seq_cst), so the exchange of notified below sees its news.
+     * Without a kick we leave kick_pending alone: the object is still
+     * signalled and the next sleep returns at once and re-arms. */
+    if (kicked) {
+        ctx->ops->clear_kick(ctx->be);
+        atomic_store(&ctx->kick_pending, false);
+    }
+
     /* Accept. An exchange, not a store: reading the notifier's 'true'
      * synchronizes with its release, so the work it published before
      * notifying is visible to the dispatch below. A notification that comes
      * after the exchange leaves notified set for the next blocking poll. */
     atomic_exchange(&ctx->notified, false);
-    if (kicked) {
-        ctx->ops->clear_kick(ctx->be);
-    }
 
     if (drop_right) {
         dispatch_acquire(ctx, self, true);

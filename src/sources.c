@@ -98,6 +98,9 @@ static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is
         }
         src->fd = fd;
         src->notifier = n;
+        if (n) {
+            src->handle = aio_event_notifier_get_handle(n);
+        }
         src->is_external = is_external;
         src->io_read = io_read;
         src->io_write = io_write;

@@ -32,7 +32,7 @@ static void read_cb(void *opaque)
 
 static long threshold(void)
 {
-    return tc_env_long("AIOPOLL_EPOLL_THRESHOLD", 32);
+    return tc_env_long("AIOPOLL_EPOLL_THRESHOLD", 8);
 }
 
 static void open_pipes(int n)
@@ -94,9 +94,8 @@ static void check_dispatch(AioContext *ctx, int n, int stride)
     }
 }
 
-TestSuite(epoll_switch, .timeout = 30);
 
-Test(epoll_switch, switches_above_threshold_and_dispatches)
+Test(epoll_switch, switches_above_threshold_and_dispatches, .timeout = 30)
 {
     long t = threshold();
     cr_assert(t >= 1 && t + 8 <= MAXP, "AIOPOLL_EPOLL_THRESHOLD=%ld out of the test's range", t);
@@ -153,7 +152,7 @@ static void remote_register(void *arg)
     tsup_write_byte(pipes[r->write_index].fds[1]);
 }
 
-Test(epoll_switch, switch_while_home_thread_sleeps_in_ppoll)
+Test(epoll_switch, switch_while_home_thread_sleeps_in_ppoll, .timeout = 30)
 {
     long t = threshold();
     cr_assert(t >= 2 && t + 8 <= MAXP);
@@ -195,7 +194,7 @@ static void nonblocking_poller(void *arg)
     }
 }
 
-Test(epoll_switch, switch_with_concurrent_nonblocking_polls)
+Test(epoll_switch, switch_with_concurrent_nonblocking_polls, .timeout = 30)
 {
     long t = threshold();
     cr_assert(t + 8 <= MAXP);

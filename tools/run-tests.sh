@@ -55,7 +55,19 @@ run_suite() {
         total_fail=$((total_fail + 1))
         return
     fi
-    ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" 2>&1 | tee "$dir.ctest.log" || true
+    # -V keeps every test's output (prefixed "N: ") in the log, so that the
+    # Criterion test cases can be counted; the console gets the results and
+    # the full output of failed tests only.
+    ctest --test-dir "$dir" -V -j "$(nproc)" >"$dir.ctest.log" 2>&1 || true
+    grep -E "^ *[0-9]+/[0-9]+ Test +#|tests passed|tests failed out of" "$dir.ctest.log" || true
+    local n
+    for n in $(sed -nE 's/^ *[0-9]+\/[0-9]+ Test +#([0-9]+):.*(Failed|Timeout|Exception|Not Run).*/\1/p' "$dir.ctest.log"); do
+        echo "---- output of failed test #$n"
+        grep -E "^$n: " "$dir.ctest.log" | tail -n 60
+    done
+    local cases
+    cases=$(sed -nE 's/.*Synthesis: Tested: ([0-9]+) .*/\1/p' "$dir.ctest.log" | awk '{s += $1} END {print s + 0}')
+    echo "$stage: $cases Criterion test cases ran in $(grep -c 'Synthesis: Tested' "$dir.ctest.log") test executions"
     count_ctest "$stage" "$dir.ctest.log"
 }
 

@@ -8,6 +8,21 @@
  * Both rebuild their pollfd array only when the core's snapshot changed;
  * slot 0 is the wake-up descriptor, disabled (fd -1) in non-blocking polls so
  * that they can never observe, let alone consume, a wake-up.
+ *
+ * "eventfd+ppoll" is also a hybrid: once more than EPOLL_THRESHOLD sources
+ * are watched it moves them into an epoll set (backend-epoll.c) and waits
+ * there from then on, reporting itself as "epoll". ppoll() costs time per
+ * descriptor on every call, epoll_wait() does not but makes every
+ * registration a system call; docs/performance.md has the crossover. The
+ * switch happens inside watch(), under the context's list lock: every
+ * watched source is added to the new set and the wake-up eventfd with it,
+ * then the mode flag is published. A wait that read the old mode finishes on
+ * its pollfd array, which stays valid (its snapshot keeps the sources alive
+ * and their descriptors open); the core notifies after every registration,
+ * so a home thread asleep in ppoll() comes round and its next wait is an
+ * epoll_wait(). The switch is one-way: going back would save nothing a
+ * context that once had this many descriptors is likely to need again, and
+ * the epoll set costs nothing while idle.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,10 +32,50 @@
 #include "aio-internal.h"
 #include "posix-internal.h"
 
+#define HYBRID (AIOPOLL_HAVE_EVENTFD && AIOPOLL_HAVE_PPOLL && AIOPOLL_HAVE_EPOLL)
+
+#if HYBRID
+#include <stdatomic.h>
+#include <string.h>
+
+#include "epoll-internal.h"
+
+/* Watched sources above which eventfd+ppoll moves to epoll. From the
+ * crossover measured by aiopoll-bench (docs/performance.md): ppoll() costs
+ * ~140 ns per watched descriptor on every wait, epoll_wait() nothing, but
+ * with epoll every registration change is a system call (~0.8 us more per
+ * add or remove). Up to 8 descriptors ppoll stays within ~25% of epoll and
+ * registration stays free of system calls; beyond it the per-wait cost wins.
+ * The internal environment variable AIOPOLL_EPOLL_THRESHOLD overrides it
+ * ("off" never switches); the benchmark and tests use it. */
+#define EPOLL_THRESHOLD 8
+#endif
+
 struct AioBackend {
     AioEventNotifier wake;
     bool use_ppoll;
+#if HYBRID
+    /* Everything below but epoll_mode is touched only in watch/unwatch,
+     * under the context's list lock. */
+    size_t threshold;       /* SIZE_MAX: never switch */
+    bool epoll_failed;      /* the switch failed once; stay on ppoll */
+    atomic_bool epoll_mode; /* release/acquire: the set is complete */
+    AioEpoll ep;
+    AioEpollReg **watched;  /* every watched source, for the switch */
+    size_t nwatched, watched_cap;
+#endif
 };
+
+/* Per-AioPollSet scratch. */
+typedef struct PollScratch {
+    struct pollfd *pfd; /* slot 0 is the wake-up descriptor */
+    size_t pfd_cap;
+    unsigned generation;
+    bool valid;
+#if HYBRID
+    AioEpollScratch ep;
+#endif
+} PollScratch;
 
 static AioBackend *create_common(bool use_pipe, bool use_ppoll)
 {
@@ -41,6 +96,13 @@ static AioBackend *create_common(bool use_pipe, bool use_ppoll)
 
 static void poll_destroy(AioBackend *be)
 {
+#if HYBRID
+    for (size_t i = 0; i < be->nwatched; i++) {
+        free(be->watched[i]);
+    }
+    free(be->watched);
+    aio__epoll_close(&be->ep);
+#endif
     aio__notifier_close(&be->wake);
     free(be);
 }
@@ -57,7 +119,9 @@ static void poll_clear_kick(AioBackend *be)
 
 static int source_fd(const AioSource *src)
 {
-    return src->notifier ? aio_event_notifier_get_handle(src->notifier) : src->fd;
+    /* The copy taken at registration: the notifier itself may be freed
+     * once the source is removed, while a snapshot still names it. */
+    return src->notifier ? src->handle : src->fd;
 }
 
 static short interest(const AioSource *src)
@@ -65,18 +129,18 @@ static short interest(const AioSource *src)
     return (short)((src->io_read ? POLLIN : 0) | (src->io_write ? POLLOUT : 0));
 }
 
-static int build_pollfds(AioPollSet *set)
+static int build_pollfds(AioPollSet *set, PollScratch *sc)
 {
     size_t need = set->n + 1;
-    if (need > set->scratch_cap) {
-        struct pollfd *p = realloc(set->scratch, need * sizeof(*p));
+    if (need > sc->pfd_cap) {
+        struct pollfd *p = realloc(sc->pfd, need * sizeof(*p));
         if (!p) {
             return -ENOMEM;
         }
-        set->scratch = p;
-        set->scratch_cap = need;
+        sc->pfd = p;
+        sc->pfd_cap = need;
     }
-    struct pollfd *pfd = set->scratch;
+    struct pollfd *pfd = sc->pfd;
     for (size_t i = 0; i < set->n; i++) {
         AioSource *src = set->srcs[i];
         short ev = interest(src);
@@ -85,8 +149,8 @@ static int build_pollfds(AioPollSet *set)
         pfd[i + 1].fd = ev ? source_fd(src) : -1;
         pfd[i + 1].events = ev;
     }
-    set->scratch_generation = set->generation;
-    set->scratch_valid = true;
+    sc->generation = set->generation;
+    sc->valid = true;
     return 0;
 }
 
@@ -95,13 +159,26 @@ static int poll_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool w
 {
     *kicked = false;
     set->nready = 0;
-    if (!set->scratch_valid || set->scratch_generation != set->generation) {
-        int err = build_pollfds(set);
+    if (!set->scratch) {
+        set->scratch = calloc(1, sizeof(PollScratch));
+        if (!set->scratch) {
+            return -ENOMEM;
+        }
+    }
+    PollScratch *sc = set->scratch;
+#if HYBRID
+    /* acquire: pairs with the switch's release, so the set is complete. */
+    if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
+        return aio__epoll_wait(&be->ep, set, &sc->ep, timeout_ns, with_kick, kicked);
+    }
+#endif
+    if (!sc->valid || sc->generation != set->generation) {
+        int err = build_pollfds(set, sc);
         if (err) {
             return err;
         }
     }
-    struct pollfd *pfd = set->scratch;
+    struct pollfd *pfd = sc->pfd;
     pfd[0].fd = with_kick ? be->wake.rfd : -1;
     pfd[0].events = POLLIN;
     nfds_t nfds = (nfds_t)(set->n + 1);
@@ -153,16 +230,124 @@ static int poll_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool w
 static void poll_pollset_fini(AioBackend *be, AioPollSet *set)
 {
     (void)be;
-    free(set->scratch);
+    PollScratch *sc = set->scratch;
+    if (sc) {
+        free(sc->pfd);
+#if HYBRID
+        aio__epoll_scratch_fini(&sc->ep);
+#endif
+        free(sc);
+    }
     set->scratch = NULL;
-    set->scratch_cap = 0;
-    set->scratch_valid = false;
 }
+
+#if HYBRID
+static size_t threshold_from_env(void)
+{
+    const char *v = getenv("AIOPOLL_EPOLL_THRESHOLD");
+    if (!v || !*v) {
+        return EPOLL_THRESHOLD;
+    }
+    if (strcmp(v, "off") == 0) {
+        return SIZE_MAX;
+    }
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *end || n < 0 ? EPOLL_THRESHOLD : (size_t)n;
+}
+
+/* Moves every watched source into a new epoll set. List lock held. */
+static void switch_to_epoll(AioBackend *be)
+{
+    if (aio__epoll_open(&be->ep, be->wake.rfd) != 0) {
+        be->epoll_failed = true;
+        return;
+    }
+    for (size_t i = 0; i < be->nwatched; i++) {
+        if (aio__epoll_add(&be->ep, be->watched[i]) != 0) {
+            /* A descriptor epoll refuses (a regular file: EPERM) or no
+             * kernel memory: ppoll handles everything, stay there. */
+            while (i-- > 0) {
+                aio__epoll_del(&be->ep, be->watched[i]);
+            }
+            aio__epoll_close(&be->ep);
+            be->epoll_failed = true;
+            return;
+        }
+    }
+    atomic_store_explicit(&be->epoll_mode, true, memory_order_release);
+}
+
+static int hybrid_watch(AioBackend *be, AioSource *src)
+{
+    if (be->nwatched == be->watched_cap) {
+        size_t cap = be->watched_cap ? be->watched_cap * 2 : 16;
+        AioEpollReg **w = realloc(be->watched, cap * sizeof(*w));
+        if (!w) {
+            return -ENOMEM;
+        }
+        be->watched = w;
+        be->watched_cap = cap;
+    }
+    AioEpollReg *reg = malloc(sizeof(*reg));
+    if (!reg) {
+        return -ENOMEM;
+    }
+    reg->src = src;
+    reg->fd = -1;
+    reg->dup = false;
+    if (atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
+        int err = aio__epoll_add(&be->ep, reg);
+        if (err) {
+            free(reg);
+            return err;
+        }
+    }
+    reg->index = be->nwatched;
+    be->watched[be->nwatched++] = reg;
+    src->backend_data = reg;
+    if (be->nwatched > be->threshold && !be->epoll_failed &&
+        !atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
+        switch_to_epoll(be);
+    }
+    return 0;
+}
+
+static void hybrid_unwatch(AioBackend *be, AioSource *src)
+{
+    AioEpollReg *reg = src->backend_data;
+    if (!reg) {
+        return;
+    }
+    if (atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
+        aio__epoll_del(&be->ep, reg);
+    }
+    AioEpollReg *last = be->watched[--be->nwatched];
+    last->index = reg->index;
+    be->watched[reg->index] = last;
+    free(reg);
+    src->backend_data = NULL;
+}
+
+static const char *hybrid_current_name(AioBackend *be)
+{
+    return atomic_load_explicit(&be->epoll_mode, memory_order_relaxed) ? "epoll"
+                                                                        : "eventfd+ppoll";
+}
+#endif
 
 #if AIOPOLL_HAVE_EVENTFD && AIOPOLL_HAVE_PPOLL
 static AioBackend *ppoll_create(void)
 {
-    return create_common(false, true);
+    AioBackend *be = create_common(false, true);
+#if HYBRID
+    if (be) {
+        be->threshold = threshold_from_env();
+        be->ep.epfd = -1;
+        atomic_init(&be->epoll_mode, false);
+    }
+#endif
+    return be;
 }
 
 const AioBackendOps aio__backend_ppoll = {
@@ -171,6 +356,11 @@ const AioBackendOps aio__backend_ppoll = {
     .destroy = poll_destroy,
     .kick = poll_kick,
     .clear_kick = poll_clear_kick,
+#if HYBRID
+    .watch = hybrid_watch,
+    .unwatch = hybrid_unwatch,
+    .current_name = hybrid_current_name,
+#endif
     .wait = poll_wait,
     .pollset_fini = poll_pollset_fini,
 };

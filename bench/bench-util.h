@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* Statistics, result table, CSV and system-call counting for aiopoll-bench. */
+#ifndef AIOPOLL_BENCH_UTIL_H
+#define AIOPOLL_BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- time ----------------------------------------------------------------- */
+
+int64_t bu_now_ns(void);
+void bu_cpu_relax(void);
+
+/* ---- samples ---------------------------------------------------------------- */
+
+typedef struct bu_samples {
+    double *v;
+    size_t n, cap;
+} bu_samples;
+
+void bu_add(bu_samples *s, double x);
+/* The q-quantile (0..1) by nearest rank; sorts s in place. NaN when empty. */
+double bu_quantile(bu_samples *s, double q);
+void bu_free(bu_samples *s);
+
+/* ---- results ---------------------------------------------------------------- */
+
+/* One line of output: a scenario, a parameter (e.g. "N=1024"), a variant
+ * ("aiopoll", "libevent", "floor", ...), a metric and its unit. For rates
+ * (higher_better) the tail column is the 1st percentile (the slow tail), for
+ * latencies the 99th. */
+void bu_report(const char *scenario, const char *param, const char *variant, const char *metric,
+               const char *unit, bool higher_better, bu_samples *s);
+/* Like bu_report for a single measured value (no distribution). */
+void bu_report_value(const char *scenario, const char *param, const char *variant,
+                     const char *metric, const char *unit, double value);
+/* Prints "ratio aiopoll/<peer>" lines for the rows of (scenario, param,
+ * metric) reported so far. */
+void bu_print_ratios(const char *scenario, const char *param, const char *metric,
+                     const char *base_variant);
+/* Median of a reported row, NaN if none. */
+double bu_median_of(const char *scenario, const char *param, const char *variant,
+                    const char *metric);
+void bu_note(const char *fmt, ...);
+int bu_write_csv(const char *path);
+
+/* ---- system-call counting ------------------------------------------------- */
+
+/* Counts the system calls the calling thread enters, through the perf
+ * tracepoint raw_syscalls:sys_enter (exact; needs perf_event_open permission
+ * and tracefs). bu_sc_open returns -1 when unavailable. */
+int bu_sc_open(void);
+int64_t bu_sc_read(int fd); /* -1 on error */
+void bu_sc_close(int fd);
+/* How syscalls are counted in this run, for the output. */
+const char *bu_sc_method(void);
+
+#endif

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/* The Win32 implementation of platform.h. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "platform.h"
+#include "win32-internal.h"
+
+void aio__mutex_init(aio_mutex_t *m)
+{
+    InitializeSRWLock(m);
+}
+
+void aio__mutex_destroy(aio_mutex_t *m)
+{
+    (void)m; /* an SRW lock owns no resources */
+}
+
+void aio__mutex_lock(aio_mutex_t *m)
+{
+    AcquireSRWLockExclusive(m);
+}
+
+bool aio__mutex_trylock(aio_mutex_t *m)
+{
+    return TryAcquireSRWLockExclusive(m) != 0;
+}
+
+void aio__mutex_unlock(aio_mutex_t *m)
+{
+    ReleaseSRWLockExclusive(m);
+}
+
+uint64_t aio__thread_id(void)
+{
+    /* Never 0, unique among live threads: what platform.h asks for. */
+    return (uint64_t)GetCurrentThreadId();
+}
+
+static LARGE_INTEGER qpc_freq; /* set once by qpc_init */
+static INIT_ONCE qpc_once = INIT_ONCE_STATIC_INIT;
+
+static BOOL CALLBACK qpc_init(PINIT_ONCE once, PVOID param, PVOID *context)
+{
+    (void)once;
+    (void)param;
+    (void)context;
+    /* Cannot fail on Windows XP and later; the frequency is fixed at boot. */
+    QueryPerformanceFrequency(&qpc_freq);
+    return TRUE;
+}
+
+int64_t aio__clock_ns(void)
+{
+    InitOnceExecuteOnce(&qpc_once, qpc_init, NULL, NULL);
+    LARGE_INTEGER now;
+    QueryPerformanceCounter(&now);
+    /* ticks * 1e9 / freq overflows int64 after ~10 days at 10 MHz. Split
+     * into whole seconds and a remainder: rem < freq, so rem * 1e9 stays
+     * below 2^63 for any frequency under 9.2 GHz. */
+    int64_t freq = qpc_freq.QuadPart;
+    int64_t ticks = now.QuadPart;
+    int64_t sec = ticks / freq;
+    int64_t rem = ticks % freq;
+    return sec * 1000000000 + rem * 1000000000 / freq;
+}
+
+int aio__check_fd(aio_fd_t fd)
+{
+    if (fd == INVALID_SOCKET) {
+        return -EINVAL; /* never a descriptor (platform.h) */
+    }
+    int err = aio__win32_winsock_init();
+    if (err) {
+        return err;
+    }
+    int type = 0;
+    int len = (int)sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, (char *)&type, &len) == SOCKET_ERROR) {
+        /* Winsock cannot tell a closed socket from a value that never was
+         * one: both are WSAENOTSOCK. */
+        return WSAGetLastError() == WSAENOTSOCK ? -ENOTSOCK : -EBADF;
+    }
+    return 0;
+}
+
+void aio__cpu_relax(void)
+{
+    YieldProcessor();
+}
+
+const char *aio__backend_env(void)
+{
+    const char *v = getenv("AIOPOLL_BACKEND");
+    return v && *v ? v : NULL;
+}
+
+/* ---- win32-internal.h ---------------------------------------------------- */
+
+static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
+static int wsa_result;
+
+static BOOL CALLBACK wsa_init(PINIT_ONCE once, PVOID param, PVOID *context)
+{
+    (void)once;
+    (void)param;
+    (void)context;
+    WSADATA data;
+    int r = WSAStartup(MAKEWORD(2, 2), &data);
+    wsa_result = r == 0 ? 0 : aio__win32_wsa_errno(r);
+    return TRUE;
+}
+
+int aio__win32_winsock_init(void)
+{
+    /* Process lifetime: WSAStartup is reference counted, and a library
+     * cannot know when the application's last socket call is, so the
+     * matching WSACleanup is left to process exit. */
+    InitOnceExecuteOnce(&wsa_once, wsa_init, NULL, NULL);
+    return wsa_result;
+}
+
+DWORD aio__win32_timeout_ms_ceil(int64_t timeout_ns)
+{
+    if (timeout_ns < 0) {
+        return INFINITE;
+    }
+    int64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+    /* INFINITE is 0xFFFFFFFF; stay below it so a finite wait stays finite. */
+    return ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)ms;
+}
+
+int aio__win32_wsa_errno(int wsa_error)
+{
+    switch (wsa_error) {
+    case WSAENOTSOCK: return -ENOTSOCK;
+    case WSAEBADF: return -EBADF;
+    case WSAEINVAL: return -EINVAL;
+    case WSAEINTR: return -EINTR;
+    case WSAEWOULDBLOCK: return -EAGAIN;
+    case WSAENOBUFS: return -ENOMEM;
+    case WSA_NOT_ENOUGH_MEMORY: return -ENOMEM;
+    case WSAEMFILE: return -EMFILE;
+    case WSASYSNOTREADY:
+    case WSAVERNOTSUPPORTED:
+    case WSAEPROCLIM:
+    case WSANOTINITIALISED: return -ENOSYS;
+    default: return -EIO;
+    }
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting on more than MAXIMUM_WAIT_OBJECTS (64) handles with persistent
+ * helper threads (docs/win32-backend.md, "More than 64 handles").
+ */
+#ifndef AIOPOLL_WIN32_WAITERS_H
+#define AIOPOLL_WIN32_WAITERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "platform-types.h"
+
+typedef struct AioWaiter AioWaiter;
+
+typedef struct AioWaiterPool {
+    SRWLOCK lock;   /* one multi-waiter sleep at a time */
+    HANDLE any;     /* manual-reset: "a helper saw one of its handles fire" */
+    AioWaiter **w;  /* persistent helpers; the pool only grows */
+    HANDLE *done;   /* w[i]->done, contiguous for the wait-all */
+    size_t n, cap;
+} AioWaiterPool;
+
+/* The outcome of one wait: which handles fired (indices into the array the
+ * caller passed), whether it timed out, whether a handle was invalid. At
+ * most one index per waiting thread is reported, and none may be reported
+ * even though some handle is signalled: callers re-check readiness. */
+typedef struct AioWaitResult {
+    size_t fired[1 + 64]; /* enough for the caller and 64 helpers */
+    size_t nfired;
+    bool timed_out;
+    bool failed;
+} AioWaitResult;
+
+int aio__waiters_init(AioWaiterPool *p);
+void aio__waiters_destroy(AioWaiterPool *p);
+
+/* Waits until one of h[0..n) is signalled or ms (INFINITE allowed) pass,
+ * with helpers when n > MAXIMUM_WAIT_OBJECTS. Never changes the state of a
+ * manual-reset event in h. Returns 0 or -ENOMEM (no helper thread). */
+int aio__waiters_wait(AioWaiterPool *p, const HANDLE *h, size_t n, DWORD ms,
+                      AioWaitResult *res);
+
+#endif
