@@ -13,14 +13,43 @@
  * thread has finished one aio_poll and notifies at once, when the home thread
  * is re-entering the next one. Nothing else (no bottom-half CAS, no mutex)
  * stands between them to act as an accidental fence. With the barrier
- * weakened to relaxed order this loses a wake-up within a few thousand
- * rounds on x86; a lost one fails the round after TC_BOUND_MS.
+ * weakened to relaxed order this loses a wake-up within a few thousand to a
+ * few hundred thousand rounds on x86; a lost one never completes.
  */
 #include <stdlib.h>
 
 #include "test-common.h"
 
 #define DEFAULT_ROUNDS 1000000
+/* A round that has not completed after TC_BOUND_MS is given this much more
+ * time before it counts as lost. Nothing in these tests can wake the home
+ * thread except the notification under test, so a lost wake-up never
+ * completes, while a round that is merely slow (a 2-core machine running
+ * other spinning tests, or Wine's wineserver starved of CPU) does, and is
+ * reported without failing. */
+#define LOST_AFTER_MS 20000
+
+/* Waits until *v != seen (or, with at_least, *v > seen); returns how long it
+ * took in ms, or -1 if it did not happen within LOST_AFTER_MS. */
+static int64_t wait_progress(atomic_int *v, int seen, bool at_least)
+{
+    int64_t start = tsup_now_ns();
+    for (;;) {
+        int now = atomic_load(v);
+        if (at_least ? now > seen : now != seen) {
+            return tsup_ms_since(start);
+        }
+        int64_t waited = tsup_ms_since(start);
+        if (waited > LOST_AFTER_MS) {
+            return -1;
+        }
+        /* Spin for the bound the other tests use, then stop competing for
+         * the CPU with the thread we are waiting for. */
+        if (waited > TC_BOUND_MS) {
+            tsup_sleep_ms(1);
+        }
+    }
+}
 
 typedef struct pingpong {
     AioContext *ctx;
@@ -49,7 +78,7 @@ static int rounds(void)
     return n > 0 ? n * 3 : DEFAULT_ROUNDS;
 }
 
-Test(barrier, notify_pingpong_never_loses_a_wakeup, .timeout = 120)
+Test(barrier, notify_pingpong_never_loses_a_wakeup, .timeout = 150)
 {
     pingpong pp = {.ctx = tc_ctx_new()};
     atomic_init(&pp.polls_done, 0);
@@ -58,19 +87,22 @@ Test(barrier, notify_pingpong_never_loses_a_wakeup, .timeout = 120)
     cr_assert(tsup_wait_at_least(&pp.polls_done, 1, TC_BOUND_MS), "home thread did not start");
 
     int n = rounds();
+    int slow = 0;
     for (int i = 0; i < n; i++) {
         int seen = atomic_load(&pp.polls_done);
         aio_notify(pp.ctx);
-        int64_t start = tsup_now_ns();
         /* Spin, do not sleep: the next notify must land while the home
          * thread re-enters aio_poll, not long after it fell asleep. */
-        while (atomic_load(&pp.polls_done) == seen) {
-            if (tsup_ms_since(start) > TC_BOUND_MS) {
-                cr_assert_fail("round %d of %d: home thread still asleep after %d ms: "
-                               "lost wake-up (store->load order broken?)",
-                               i, n, TC_BOUND_MS);
-            }
-        }
+        int64_t ms = wait_progress(&pp.polls_done, seen, false);
+        cr_assert_geq(ms, 0,
+                      "round %d of %d: home thread still asleep after %d ms: "
+                      "lost wake-up (store->load order broken?)",
+                      i, n, LOST_AFTER_MS);
+        slow += ms > TC_BOUND_MS;
+    }
+    if (slow) {
+        cr_log_info("%d round(s) took over %d ms but completed (machine overloaded)", slow,
+                    TC_BOUND_MS);
     }
     atomic_store(&pp.stop, 1);
     aio_notify(pp.ctx);
@@ -97,6 +129,7 @@ typedef struct producer {
     int idx;
     int rounds;
     atomic_int failed_round;
+    atomic_int slow_rounds;
 } producer;
 
 static void producer_main(void *arg)
@@ -104,17 +137,16 @@ static void producer_main(void *arg)
     producer *p = arg;
     for (int i = 0; i < p->rounds; i++) {
         aio_bh_schedule(p->b->bh[p->idx]);
-        int64_t start = tsup_now_ns();
-        while (atomic_load(&p->b->ran[p->idx]) <= i) {
-            if (tsup_ms_since(start) > TC_BOUND_MS) {
-                atomic_store(&p->failed_round, i + 1);
-                return;
-            }
+        int64_t ms = wait_progress(&p->b->ran[p->idx], i, true);
+        if (ms < 0) {
+            atomic_store(&p->failed_round, i + 1);
+            return;
         }
+        atomic_fetch_add(&p->slow_rounds, ms > TC_BOUND_MS);
     }
 }
 
-Test(barrier, bh_pingpong_two_producers, .timeout = 120)
+Test(barrier, bh_pingpong_two_producers, .timeout = 150)
 {
     bh_pingpong b = {.pp.ctx = tc_ctx_new()};
     atomic_init(&b.pp.polls_done, 0);
@@ -133,13 +165,18 @@ Test(barrier, bh_pingpong_two_producers, .timeout = 120)
     for (int i = 0; i < 2; i++) {
         p[i] = (producer){.b = &b, .idx = i, .rounds = n};
         atomic_init(&p[i].failed_round, 0);
+        atomic_init(&p[i].slow_rounds, 0);
         t[i] = tc_thread_start(producer_main, &p[i]);
     }
     for (int i = 0; i < 2; i++) {
-        cr_assert(tc_thread_join(t[i], 60000), "producer %d did not finish", i);
+        cr_assert(tc_thread_join(t[i], 100000), "producer %d did not finish", i);
         cr_assert_eq(atomic_load(&p[i].failed_round), 0,
-                     "producer %d, round %d: its BH never ran: lost wake-up", i,
-                     atomic_load(&p[i].failed_round));
+                     "producer %d, round %d: its BH did not run within %d ms: lost wake-up", i,
+                     atomic_load(&p[i].failed_round), LOST_AFTER_MS);
+        if (atomic_load(&p[i].slow_rounds)) {
+            cr_log_info("producer %d: %d round(s) took over %d ms but completed", i,
+                        atomic_load(&p[i].slow_rounds), TC_BOUND_MS);
+        }
         cr_assert_eq(atomic_load(&b.ran[i]), n, "BH %d ran %d times for %d schedules", i,
                      atomic_load(&b.ran[i]), n);
     }
