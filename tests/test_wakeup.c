@@ -79,14 +79,57 @@ static void script_run(void *p)
     tc_gate_release(s->gate);
 }
 
+static void never_called(void *opaque)
+{
+    (void)opaque;
+    cr_assert_fail("an idle source was dispatched");
+}
+
+/* Idle sources make every poll go into the backend's wait: a context with no
+ * sources lets a non-blocking poll skip the system call, and then only the
+ * core's rules are exercised, not the backend's (a backend whose
+ * non-blocking wait consumed the wake-up object would go unnoticed). QEMU's
+ * IOThread always had descriptors registered. */
+typedef struct idle_sources {
+    AioEventNotifier *n;
+    aio_fd_t fds[2];
+} idle_sources;
+
+static void idle_sources_add(AioContext *ctx, idle_sources *is)
+{
+    is->n = aio_event_notifier_new(false);
+    cr_assert_not_null(is->n);
+    cr_assert_eq(aio_set_event_notifier(ctx, is->n, false, never_called, NULL, NULL), 0);
+    cr_assert_eq(tsup_socketpair(is->fds), 0);
+    cr_assert_eq(aio_set_fd_handler(ctx, is->fds[0], false, never_called, NULL, NULL, NULL), 0);
+    /* Let the registrations' own notifications be consumed first. */
+    tc_poll_idle(ctx, 10);
+    tc_poll_blocking_bounded(ctx, 50);
+}
+
+static void idle_sources_remove(AioContext *ctx, idle_sources *is)
+{
+    cr_assert_eq(aio_set_event_notifier(ctx, is->n, false, NULL, NULL, NULL), 0);
+    aio_event_notifier_free(is->n);
+    cr_assert_eq(aio_set_fd_handler(ctx, is->fds[0], false, NULL, NULL, NULL, NULL), 0);
+    tsup_close(is->fds[0]);
+    tsup_close(is->fds[1]);
+}
+
 /*
  * Runs the home side: one blocking poll, while (concurrent) or before
  * (!concurrent) the other thread runs `steps`. The blocking poll must return
- * within TC_BOUND_MS without the watchdog's help.
+ * within TC_BOUND_MS without the watchdog's help. With sources, idle ones
+ * are registered first (see idle_sources).
  */
-static void run_case(const enum step *steps, bool concurrent)
+static void run_case_once(const enum step *steps, bool concurrent, bool with_sources)
 {
+    const char *variant = with_sources ? "with idle sources" : "no sources";
     AioContext *ctx = tc_ctx_new();
+    idle_sources is;
+    if (with_sources) {
+        idle_sources_add(ctx, &is);
+    }
     tc_gate gate;
     script s = {.ctx = ctx, .gate = &gate, .steps = steps};
     tc_thread *t;
@@ -103,8 +146,8 @@ static void run_case(const enum step *steps, bool concurrent)
     }
     res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
     cr_assert(!res.rescued,
-              "home thread still asleep after %d ms: lost wake-up (aio_poll returned %d)",
-              TC_BOUND_MS, res.ret);
+              "%s: home thread still asleep after %d ms: lost wake-up (aio_poll returned %d)",
+              variant, TC_BOUND_MS, res.ret);
     cr_assert_geq(res.ret, 0, "aio_poll(ctx, true): %s", aio_strerror(res.ret));
     if (concurrent) {
         cr_assert(tc_thread_join(t, TC_BOUND_MS), "other thread did not finish");
@@ -115,7 +158,16 @@ static void run_case(const enum step *steps, bool concurrent)
     cr_assert_eq(atomic_load(&s.errors), 0, "other thread: unexpected aio_poll result %d (%s)",
                  s.bad_ret, aio_strerror(s.bad_ret));
     tc_gate_remove(ctx, &gate);
+    if (with_sources) {
+        idle_sources_remove(ctx, &is);
+    }
     aio_context_unref(ctx);
+}
+
+static void run_case(const enum step *steps, bool concurrent)
+{
+    run_case_once(steps, concurrent, false);
+    run_case_once(steps, concurrent, true);
 }
 
 /* The exact 2018 interleaving: home has announced itself and is about to
