@@ -78,13 +78,15 @@ for stage in "${stages[@]}"; do
         run_suite native -DCMAKE_BUILD_TYPE=Debug
         ;;
     asan)
-        run_suite asan -DCMAKE_BUILD_TYPE=Debug -DAIOPOLL_SANITIZE=address,undefined
+        run_suite asan -DCMAKE_BUILD_TYPE=Debug -DAIOPOLL_SANITIZE=address,undefined \
+            -DAIOPOLL_BARRIER_ROUNDS=300000
         ;;
     tsan)
-        # TSan slows the stress test about tenfold; fewer rounds still make
-        # every interleaving it looks for happen thousands of times.
+        # TSan slows the stress and barrier tests about tenfold; fewer rounds
+        # still make every interleaving they look for happen thousands of
+        # times (the full counts run in the native stage).
         run_suite tsan -DCMAKE_BUILD_TYPE=Debug -DAIOPOLL_SANITIZE=thread \
-            -DAIOPOLL_STRESS_ROUNDS=20000
+            -DAIOPOLL_STRESS_ROUNDS=20000 -DAIOPOLL_BARRIER_ROUNDS=60000
         ;;
     wine)
         echo
@@ -94,7 +96,7 @@ for stage in "${stages[@]}"; do
             -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/mingw-w64-x86_64.cmake" \
             -DAIOPOLL_MINGW_DEPS="$ROOT/build/mingw-deps" \
             -DAIOPOLL_WINEPREFIX="$ROOT/build/wineprefix" \
-            -DAIOPOLL_STRESS_ROUNDS=20000
+            -DAIOPOLL_STRESS_ROUNDS=100000 -DAIOPOLL_BARRIER_ROUNDS=60000
         ;;
     bench)
         echo

@@ -110,8 +110,11 @@ AIOPOLL_API int aio_context_set_home_thread(AioContext *ctx);
 /* True when the calling thread is ctx's home thread (false for NULL). */
 AIOPOLL_API bool aio_context_in_home_thread(const AioContext *ctx);
 
-/* The name of the backend this context runs on ("eventfd+ppoll", "pipe+poll",
- * "epoll", "win32"); "" for NULL. */
+/* The name of the mechanism this context waits with now ("eventfd+ppoll",
+ * "pipe+poll", "epoll", "win32"); "" for NULL. A context created with the
+ * Linux default "eventfd+ppoll" moves to epoll once more than 8 descriptors
+ * are registered (ppoll's cost grows with every descriptor, epoll's does not)
+ * and reports "epoll" from then on; the move is one-way. Any thread. */
 AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
 
 /* ---- Polling and notification ------------------------------------------- */

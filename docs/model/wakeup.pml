@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wakeup.pml: a SPIN model of aiopoll's wake-up protocol.
+ *
+ * docs/wakeup-protocol.md is the protocol and its proof sketch; the section
+ * "Model checking" there maps every statement below to src/poll.c and
+ * src/bh.c.  Labels A1..A4 (aio_notify) and N0..N7 (the blocking poll) are the
+ * steps of that page.  tools/check-model.sh runs every check.
+ *
+ * Correct model (must verify):
+ *   spin -a wakeup.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan
+ *   spin -a -DLTL wakeup.pml && gcc -O2 -o pan pan.c && ./pan -a -f
+ * Bug variants (must each produce a counterexample): add -DBUG_... to spin -a
+ *   BUG_NONBLOCKING_ACCEPT  the non-blocking poll accepts (clears kick, notified)
+ *   BUG_NO_BARRIER          store->load reordering on both sides (store buffer)
+ *   BUG_CLEAR_AFTER_REARM   N5 re-arms kick_pending before clearing the kick
+ *   BUG_TWO_BLOCKERS        a second thread also does blocking polls
+ *   BUG_NB_NO_RIGHT         the non-blocking poll dispatches without the
+ *                           dispatch right        (shows property (c) bites)
+ *   BUG_TAKE_NOT_ATOMIC     the BH stack is taken with a load and a store
+ *                           instead of an exchange (shows property (b) bites)
+ *
+ * Every statement between two labels / semicolons is one atomic step, and the
+ * steps of all threads interleave: sequential consistency, which is what the
+ * seq_cst atomics of the C code give for the operations modelled here.
+ */
+
+#ifndef NPROD
+#define NPROD 2          /* producer threads */
+#endif
+#ifndef ROUNDS
+#define ROUNDS 2         /* work items each producer hands over */
+#endif
+#ifndef NB_POLLS
+#define NB_POLLS 2       /* aio_poll(ctx, false) calls of the non-blocking thread */
+#endif
+#ifndef B_ROUNDS
+#define B_ROUNDS 2       /* blocking polls of the intruder (BUG_TWO_BLOCKERS) */
+#endif
+#ifndef FD_WAKES
+#define FD_WAKES 1       /* sleeps that may end for a descriptor, without the kick */
+#endif
+
+#define NITEMS (NPROD * ROUNDS)   /* <= 8: items are bits of a byte */
+#define NFIN   (NPROD + 1)        /* threads that terminate: producers + non-blocking */
+
+/* ---- shared state (struct AioContext) ------------------------------------ */
+byte notify_me;          /* atomic_int notify_me */
+bool notified;           /* atomic_bool notified */
+bool kick;               /* the eventfd / pipe / Win32 event: level-triggered */
+bool kick_pending;       /* atomic_bool kick_pending */
+byte stack;              /* ctx->bh_pending: the set of queued oneshot BHs (bit i = item i) */
+bool hc_pending;         /* ctx->generation moved past the home thread's snapshot */
+bool dispatch_lock;      /* the dispatch right (ctx->dispatch_lock) */
+
+/* ---- bookkeeping for the properties (not in the C code) ------------------ */
+byte pushed;             /* BHs scheduled so far (bit i = item i) */
+byte ran;                /* BHs whose callback has run (bit i = item i) */
+byte in_cb;              /* callbacks running right now */
+byte finished;           /* producers and non-blocking thread that have terminated */
+bool owed;               /* an A1 happened after the home thread's N2 read 'notified' */
+byte fd_wakes = FD_WAKES;
+
+#define outstanding (stack != 0 || hc_pending)
+
+#ifdef LTL
+/* (a) as liveness: whatever is handed over is eventually dealt with. */
+ltl no_lost_wakeup { [] (outstanding -> <> !outstanding) }
+#endif
+
+/* ---- aio_notify() (src/poll.c) -------------------------------------------- */
+inline aio_notify()
+{
+#ifdef BUG_NO_BARRIER
+    /* No full barrier between A1 and A2: the store may sit in the store
+     * buffer while the load is performed.  Either order can happen. */
+    if
+    :: atomic { notified = true; owed = true };      /* A1 */
+       seen = notify_me                              /* A2 (load) */
+    :: seen = notify_me;                             /* A2 performed first */
+       atomic { notified = true; owed = true }       /* A1 drains later */
+    fi;
+#else
+    atomic { notified = true; owed = true };         /* A1: seq_cst store */
+    seen = notify_me;                                /* A2: seq_cst load */
+#endif
+    if
+    :: seen > 0 ->
+       atomic { old = kick_pending; kick_pending = true };  /* A3: exchange */
+       if
+       :: !old -> kick = true                        /* A4: ops->kick() */
+       :: else
+       fi
+    :: else
+    fi;
+    seen = 0; old = false
+}
+
+/* ---- aio__bh_dispatch() on the stack taken by the caller ------------------ */
+inline dispatch()
+{
+#ifdef BUG_TAKE_NOT_ATOMIC
+    mine = stack;                                    /* load ... */
+    stack = 0;                                       /* ... then store: a push in between is lost */
+#else
+    atomic { mine = stack; stack = 0 };              /* atomic_exchange(&bh_pending, NULL) */
+#endif
+    /* The callbacks of the batch run one after the other on this thread; the
+     * model runs the batch as one step between entering and leaving. */
+    if
+    :: mine != 0 ->
+       in_cb++;
+       atomic {
+           assert(in_cb == 1);                       /* (c) never two threads in callbacks */
+           assert((ran & mine) == 0);                /* (b) at most once */
+           ran = ran | mine
+       };
+       in_cb--
+    :: else
+    fi;
+    mine = 0
+}
+
+/* ---- producers: aio_bh_schedule_oneshot() / aio_set_fd_handler() ---------- */
+proctype Producer(byte p)
+{
+    byte r = 0;
+    bool was_empty, old;
+    byte seen;
+    do
+    :: r < ROUNDS ->
+       if
+       :: /* a oneshot bottom half (src/bh.c): bh_push is a CAS; only a push
+           * onto an was_empty stack notifies. */
+          atomic {
+              was_empty = (stack == 0);
+              stack = stack | (1 << (p * ROUNDS + r));
+              pushed = pushed | (1 << (p * ROUNDS + r))
+          };
+          if
+          :: was_empty -> aio_notify()
+          :: else                                    /* covered by the head's notification */
+          fi;
+          was_empty = false
+       :: /* a handler change (src/sources.c source_set): generation++ under
+           * list_lock, then always aio_notify(): the home thread must come
+           * round and take a new snapshot.  Only the home thread can. */
+          hc_pending = true;
+          aio_notify()
+       fi;
+       r++
+    :: else -> break
+    od;
+    finished++
+}
+
+/* ---- aio_poll(ctx, true): the home thread (and, in BUG_TWO_BLOCKERS, an
+ *      intruder running the same code) -------------------------------------- */
+proctype Blocking(bool home)
+{
+    bool sleepy, kicked, dropped, n1done;
+    byte mine;
+    byte rounds = 0;
+
+poll:
+    if
+    :: !home && rounds == B_ROUNDS -> goto out
+    :: else
+    fi;
+    atomic { !dispatch_lock -> dispatch_lock = true };   /* dispatch_acquire(wait) */
+    if
+    :: home -> hc_pending = false                    /* sources_begin_walk: new snapshot */
+    :: else
+    fi;
+N0: /* first sleep_timeout(): decides drop_right */
+    if
+    :: notified -> sleepy = false
+    :: else ->
+       if
+       :: stack != 0 -> sleepy = false
+       :: else -> sleepy = true
+       fi
+    fi;
+    if
+    :: sleepy -> dropped = true; dispatch_lock = false   /* release the right while asleep */
+    :: else
+    fi;
+N1:
+#ifdef BUG_NO_BARRIER
+    /* The raise may stay in the store buffer past the loads of N2. */
+    if
+    :: notify_me++; n1done = true
+    :: n1done = false
+    fi;
+#else
+    notify_me++;                                     /* seq_cst RMW */
+#endif
+N2: /* second sleep_timeout(), only if the first said "may sleep" */
+    if
+    :: sleepy ->
+       atomic {
+           if
+           :: home -> owed = false                   /* from here on, a notify must wake us */
+           :: else
+           fi;
+           if
+           :: notified -> sleepy = false
+           :: else
+           fi
+       };
+#ifdef BUG_NO_BARRIER
+       if
+       :: !n1done -> notify_me++; n1done = true      /* drains between the two loads */
+       :: true
+       fi;
+#endif
+       if
+       :: sleepy && stack != 0 -> sleepy = false
+       :: else
+       fi
+    :: else
+    fi;
+#ifdef BUG_NO_BARRIER
+    if
+    :: !n1done -> notify_me++                        /* the system call drains it at the latest */
+    :: else
+    fi;
+    n1done = false;
+#endif
+N3:
+    if
+    :: sleepy ->
+sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
+       if
+       :: kick -> kicked = true
+       :: fd_wakes > 0 -> fd_wakes--                 /* a descriptor ended the sleep first */
+       :: finished == NFIN && !outstanding && !owed && !kick ->
+          /* Nothing was handed over that this sleep still owes: from here on
+           * sleeping forever is correct.  Any other sleep that never ends
+           * (stuck at 'sleep') is an invalid end state: a lost wake-up. */
+          if
+          :: home -> assert(ran == pushed && in_cb == 0)   /* (b) at least once */
+          :: else
+          fi;
+          goto idle
+       fi
+    :: else ->
+       if
+       :: true                                       /* nothing to watch: no system call */
+       :: kicked = kick                              /* wait(timeout 0) over the fds */
+       fi
+    fi;
+N4: notify_me--;                                     /* release */
+N5:
+    if
+    :: kicked ->
+#ifdef BUG_CLEAR_AFTER_REARM
+       kick_pending = false;
+       kick = false
+#else
+       kick = false;                                 /* ops->clear_kick() */
+       kick_pending = false                          /* then re-arm */
+#endif
+    :: else
+    fi;
+N6: notified = false;                                /* exchange: accept */
+    if
+    :: dropped -> atomic { !dispatch_lock -> dispatch_lock = true }
+    :: else
+    fi;
+N7: dispatch();
+    dispatch_lock = false;                           /* dispatch_release */
+    sleepy = false; kicked = false; dropped = false;
+    if
+    :: !home -> rounds++
+    :: else
+    fi;
+    goto poll;
+idle:
+end_idle:
+    skip;
+out:
+    skip
+}
+
+/* ---- aio_poll(ctx, false) on another thread ------------------------------- */
+proctype NonBlocking()
+{
+    byte n = 0;
+    bool got;
+    byte mine;
+    do
+    :: n < NB_POLLS ->
+#ifdef BUG_NB_NO_RIGHT
+       got = true;
+#else
+       atomic {                                      /* dispatch_acquire(trylock) */
+           if
+           :: !dispatch_lock -> dispatch_lock = true; got = true
+           :: else -> got = false
+           fi
+       };
+#endif
+       if
+       :: got ->
+#ifdef BUG_NONBLOCKING_ACCEPT
+          /* QEMU before b37548fcd1: the non-blocking poll waits with the kick
+           * and accepts, exactly as N5/N6 do. */
+          if
+          :: kick -> kick = false; kick_pending = false
+          :: else
+          fi;
+          notified = false;
+#endif
+          /* poll_nonblocking(): with_kick false, touches neither notified
+           * nor the kick; then the same dispatch as N7. */
+          dispatch();
+#ifndef BUG_NB_NO_RIGHT
+          dispatch_lock = false;
+#endif
+          got = false
+       :: else                                       /* somebody dispatches: return 0 */
+       fi;
+       n++
+    :: else -> break
+    od;
+    finished++
+}
+
+init
+{
+    byte p = 0;
+    atomic {
+        run Blocking(true);                          /* the home thread */
+#ifdef BUG_TWO_BLOCKERS
+        run Blocking(false);                         /* a second blocking poller */
+#endif
+        run NonBlocking();
+        do
+        :: p < NPROD -> run Producer(p); p++
+        :: else -> break
+        od
+    }
+}
