@@ -39,14 +39,20 @@ static int64_t wait_progress(atomic_int *v, int seen, bool at_least)
         if (at_least ? now > seen : now != seen) {
             return tsup_ms_since(start);
         }
-        int64_t waited = tsup_ms_since(start);
-        if (waited > LOST_AFTER_MS) {
+        int64_t waited_ns = tsup_now_ns() - start;
+        if (waited_ns > (int64_t)LOST_AFTER_MS * 1000000) {
             return -1;
         }
-        /* Spin for the bound the other tests use, then stop competing for
-         * the CPU with the thread we are waiting for. */
-        if (waited > TC_BOUND_MS) {
+        /* Spin through a normal round trip (a few microseconds), so that the
+         * next notification lands while the home thread re-enters its poll
+         * (yielding sooner lets the scheduler put both threads on one CPU,
+         * where the race under test cannot happen);
+         * beyond that, give the CPU to the thread we are waiting for, which
+         * on an oversubscribed machine may be runnable but not running. */
+        if (waited_ns > (int64_t)TC_BOUND_MS * 1000000) {
             tsup_sleep_ms(1);
+        } else if (waited_ns > 2000000) {
+            tsup_yield();
         }
     }
 }
@@ -92,6 +98,9 @@ Test(barrier, notify_pingpong_never_loses_a_wakeup, .timeout = 150)
     int slow = 0;
     for (int i = 0; i < n; i++) {
         int seen = atomic_load(&pp.polls_done);
+        /* At once: the home thread is between finishing one poll and
+         * announcing the next sleep. (Measured: a random delay here sweeps
+         * past the window and finds a relaxed barrier far less often.) */
         aio_notify(pp.ctx);
         /* Spin, do not sleep: the next notify must land while the home
          * thread re-enters aio_poll, not long after it fell asleep. */

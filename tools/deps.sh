@@ -2,12 +2,12 @@
 # Installs the Debian packages aiopoll's build, tests and benchmark need.
 # Idempotent and quiet when everything is present. Needs root (or sudo).
 #   tools/deps.sh            build + native tests
-#   tools/deps.sh --all      also MinGW-w64, Wine and the benchmark's peers
+#   tools/deps.sh --all      also MinGW-w64, Wine, musl, g++ and the benchmark's peers
 set -euo pipefail
 
 pkgs=(cmake ninja-build gcc clang pkg-config libcriterion-dev)
 if [ "${1:-}" = "--all" ]; then
-    pkgs+=(libevent-dev mingw-w64 wine64 wine gnuplot-nox strace)
+    pkgs+=(libevent-dev mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++)
 fi
 
 missing=()
