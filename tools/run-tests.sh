@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, step 2: every test, the way CI runs them.
 #
+#   model        the wake-up protocol model-checked with SPIN
 #   native       Debug build; every test on every backend this host compiled,
 #                plus the CMake package checks (find_package, add_subdirectory)
 #   asan         the same tests under AddressSanitizer + UBSan (+ LeakSanitizer)
@@ -17,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(native asan tsan musl wine bench)
+[ ${#stages[@]} -gt 0 ] || stages=(model native asan tsan musl wine bench)
 
 tools/deps.sh --all
 
@@ -75,6 +76,27 @@ run_suite() {
 mkdir -p build
 for stage in "${stages[@]}"; do
     case $stage in
+    model)
+        # The wake-up protocol model-checked with SPIN: the correct model must
+        # verify, every deliberately broken variant must fail
+        # (docs/wakeup-protocol.md, "Model checking").
+        echo
+        echo "######## model"
+        if tools/check-model.sh | tee build/test-model.log; then
+            :
+        fi
+        line=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" build/test-model.log | tail -n1 || true)
+        if [ -n "$line" ]; then
+            total_pass=$((total_pass + ${line%% passed*}))
+            mf=${line#*passed, }
+            mf=${mf%% failed*}
+            total_fail=$((total_fail + mf))
+            [ "$mf" = 0 ] || failed_stages+=(model)
+        else
+            total_fail=$((total_fail + 1))
+            failed_stages+=(model)
+        fi
+        ;;
     native)
         run_suite native -DCMAKE_BUILD_TYPE=Debug
         ;;

@@ -12,7 +12,8 @@
  *   spin -a -DLTL wakeup.pml && gcc -O2 -o pan pan.c && ./pan -a -f
  * Bug variants (must each produce a counterexample): add -DBUG_... to spin -a
  *   BUG_NONBLOCKING_ACCEPT  the non-blocking poll accepts (clears kick, notified)
- *   BUG_NO_BARRIER          store->load reordering on both sides (store buffer)
+ *   BUG_NO_BARRIER          store->load reordering on both sides (store buffer);
+ *                           BUG_NO_BARRIER_NOTIFY / BUG_NO_BARRIER_POLL: one side
  *   BUG_CLEAR_AFTER_REARM   N5 re-arms kick_pending before clearing the kick
  *   BUG_TWO_BLOCKERS        a second thread also does blocking polls
  *   BUG_NB_NO_RIGHT         the non-blocking poll dispatches without the
@@ -20,10 +21,30 @@
  *   BUG_TAKE_NOT_ATOMIC     the BH stack is taken with a load and a store
  *                           instead of an exchange (shows property (b) bites)
  *
- * Every statement between two labels / semicolons is one atomic step, and the
- * steps of all threads interleave: sequential consistency, which is what the
- * seq_cst atomics of the C code give for the operations modelled here.
+ * Properties:
+ *   (a) no lost wake-up.  Safety form: no thread has an end label; the home
+ *       thread may only leave its sleep without the kick (and terminate) when
+ *       every producer and the non-blocking thread are done and nothing is
+ *       outstanding (no queued BH, no handler change its snapshot lacks).  A
+ *       home thread blocked at 'sleep' for ever with work outstanding is an
+ *       invalid end state.  -DSTRICT also requires that no aio_notify() came
+ *       after its N2 (even one whose work another thread has done).
+ *       Liveness form (-DLTL, pan -a -f): [] (outstanding -> <> !outstanding).
+ *   (b) every BH runs exactly once: assert at dispatch (never twice) and at
+ *       the end (ran == pushed).
+ *   (c) callbacks never run on two threads at once: assert(in_cb == 1).
+ *
+ * Every statement is one atomic step and the steps of all threads interleave:
+ * sequential consistency, which is what the seq_cst atomics of the C code give
+ * for the operations modelled here.  The BUG_NO_BARRIER* variants add a
+ * one-entry store buffer on each side of the Dekker pair.
+ * pan needs -DNFAIR=3 for -f with BUG_TWO_BLOCKERS (six processes).
  */
+
+#ifdef BUG_NO_BARRIER          /* both halves of Dekker's pattern */
+#define BUG_NO_BARRIER_NOTIFY   /* aio_notify(): A2's load may pass A1's store */
+#define BUG_NO_BARRIER_POLL     /* blocking poll: N2's loads may pass N1's store */
+#endif
 
 #ifndef NPROD
 #define NPROD 2          /* producer threads */
@@ -39,6 +60,17 @@
 #endif
 #ifndef FD_WAKES
 #define FD_WAKES 1       /* sleeps that may end for a descriptor, without the kick */
+#endif
+
+/* What producer p hands over in round r.  Default: producer 0 schedules two
+ * bottom halves, producer 1 changes a handler and then schedules a bottom
+ * half.  -DANY_WORK lets every round be either (a larger state space). */
+#ifdef ANY_WORK
+#define IS_BH(p, r) true
+#define IS_HC(p, r) true
+#else
+#define IS_HC(p, r) ((p) == 1 && (r) == 0)
+#define IS_BH(p, r) (!IS_HC(p, r))
 #endif
 
 #define NITEMS (NPROD * ROUNDS)   /* <= 8: items are bits of a byte */
@@ -63,6 +95,15 @@ byte fd_wakes = FD_WAKES;
 
 #define outstanding (stack != 0 || hc_pending)
 
+/* -DSTRICT: also count a notification as owed after the home thread decided
+ * to sleep, even if its work has been dealt with by another thread by now
+ * ("every aio_notify() after N2 ends the sleep"). */
+#ifdef STRICT
+#define OWED_OK (!owed)
+#else
+#define OWED_OK true
+#endif
+
 #ifdef LTL
 /* (a) as liveness: whatever is handed over is eventually dealt with. */
 ltl no_lost_wakeup { [] (outstanding -> <> !outstanding) }
@@ -71,7 +112,7 @@ ltl no_lost_wakeup { [] (outstanding -> <> !outstanding) }
 /* ---- aio_notify() (src/poll.c) -------------------------------------------- */
 inline aio_notify()
 {
-#ifdef BUG_NO_BARRIER
+#ifdef BUG_NO_BARRIER_NOTIFY
     /* No full barrier between A1 and A2: the store may sit in the store
      * buffer while the load is performed.  Either order can happen. */
     if
@@ -130,8 +171,9 @@ proctype Producer(byte p)
     do
     :: r < ROUNDS ->
        if
-       :: /* a oneshot bottom half (src/bh.c): bh_push is a CAS; only a push
-           * onto an was_empty stack notifies. */
+       :: IS_BH(p, r) ->
+          /* a oneshot bottom half (src/bh.c): bh_push is a CAS; only a push
+           * onto an empty stack notifies. */
           atomic {
               was_empty = (stack == 0);
               stack = stack | (1 << (p * ROUNDS + r));
@@ -142,7 +184,8 @@ proctype Producer(byte p)
           :: else                                    /* covered by the head's notification */
           fi;
           was_empty = false
-       :: /* a handler change (src/sources.c source_set): generation++ under
+       :: IS_HC(p, r) ->
+          /* a handler change (src/sources.c source_set): generation++ under
            * list_lock, then always aio_notify(): the home thread must come
            * round and take a new snapshot.  Only the home thread can. */
           hc_pending = true;
@@ -186,7 +229,7 @@ N0: /* first sleep_timeout(): decides drop_right */
     :: else
     fi;
 N1:
-#ifdef BUG_NO_BARRIER
+#ifdef BUG_NO_BARRIER_POLL
     /* The raise may stay in the store buffer past the loads of N2. */
     if
     :: notify_me++; n1done = true
@@ -208,7 +251,7 @@ N2: /* second sleep_timeout(), only if the first said "may sleep" */
            :: else
            fi
        };
-#ifdef BUG_NO_BARRIER
+#ifdef BUG_NO_BARRIER_POLL
        if
        :: !n1done -> notify_me++; n1done = true      /* drains between the two loads */
        :: true
@@ -220,7 +263,7 @@ N2: /* second sleep_timeout(), only if the first said "may sleep" */
        fi
     :: else
     fi;
-#ifdef BUG_NO_BARRIER
+#ifdef BUG_NO_BARRIER_POLL
     if
     :: !n1done -> notify_me++                        /* the system call drains it at the latest */
     :: else
@@ -233,8 +276,8 @@ N3:
 sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
        if
        :: kick -> kicked = true
-       :: fd_wakes > 0 -> fd_wakes--                 /* a descriptor ended the sleep first */
-       :: finished == NFIN && !outstanding && !owed && !kick ->
+       :: atomic { fd_wakes > 0 -> fd_wakes-- }      /* a descriptor ended the sleep first */
+       :: finished == NFIN && !outstanding && OWED_OK && !kick && !dispatch_lock ->
           /* Nothing was handed over that this sleep still owes: from here on
            * sleeping forever is correct.  Any other sleep that never ends
            * (stuck at 'sleep') is an invalid end state: a lost wake-up. */
@@ -276,8 +319,8 @@ N7: dispatch();
     :: else
     fi;
     goto poll;
-idle:
-end_idle:
+idle:   /* terminate: a valid end state.  The model has no end labels: a
+         * thread blocked anywhere at the end is an invalid end state. */
     skip;
 out:
     skip
