@@ -134,6 +134,14 @@ void aio_timer_mod(AioTimer *t, int64_t expire_ns)
     }
 }
 
+static void disarm_locked(AioContext *ctx, AioTimer *t)
+{
+    if (t->heap_index != NOT_ARMED) {
+        heap_remove(ctx, t);
+        publish_earliest(ctx);
+    }
+}
+
 void aio_timer_del(AioTimer *t)
 {
     if (!t) {
@@ -141,10 +149,7 @@ void aio_timer_del(AioTimer *t)
     }
     AioContext *ctx = t->ctx;
     aio__mutex_lock(&ctx->timer_lock);
-    if (t->heap_index != NOT_ARMED) {
-        heap_remove(ctx, t);
-        publish_earliest(ctx);
-    }
+    disarm_locked(ctx, t);
     aio__mutex_unlock(&ctx->timer_lock);
 }
 
@@ -167,10 +172,7 @@ void aio_timer_free(AioTimer *t)
     }
     AioContext *ctx = t->ctx;
     aio__mutex_lock(&ctx->timer_lock);
-    if (t->heap_index != NOT_ARMED) {
-        heap_remove(ctx, t);
-        publish_earliest(ctx);
-    }
+    disarm_locked(ctx, t);
     if (t->all_prev) {
         t->all_prev->all_next = t->all_next;
     } else {
