@@ -132,9 +132,13 @@ struct AioContext {
     /* Sources (sources.c). */
     aio_mutex_t list_lock;
     AioSource *sources;
-    unsigned walkers;     /* threads holding a snapshot; list_lock */
-    unsigned generation;  /* bumped on any change of the dispatchable set */
-    bool purge_needed;
+    /* generation and purge_needed are written under list_lock, walkers by
+     * the polls themselves without it; all three are read without it by a
+     * poll whose snapshot is current (aio__sources_begin_walk argues why). */
+    atomic_uint walkers;     /* polls holding a snapshot */
+    atomic_uint generation;  /* bumped on any change of the dispatchable set;
+                              * never 0 */
+    atomic_bool purge_needed; /* a removed source awaits the last walker */
     atomic_int external_disable_cnt;
     AioPollSet home_set;  /* reused by the home thread's outermost poll */
     bool home_set_busy;   /* only touched by the dispatch-right holder */

@@ -53,7 +53,9 @@ AioContext *aio_context_new(void)
     aio__mutex_init(&ctx->bh_lock);
     aio__mutex_init(&ctx->list_lock);
     atomic_init(&ctx->external_disable_cnt, 0);
-    ctx->generation = 1; /* a zeroed AioPollSet never matches */
+    atomic_init(&ctx->walkers, 0);
+    atomic_init(&ctx->generation, 1); /* a zeroed AioPollSet never matches */
+    atomic_init(&ctx->purge_needed, false);
     aio__mutex_init(&ctx->timer_lock);
     atomic_init(&ctx->earliest_ns, INT64_MAX);
     atomic_init(&ctx->poll_max_ns, 0);

@@ -7,6 +7,8 @@
  * and counts itself as a walker. A removed source is marked deleted at once
  * (so no dispatcher calls it again) but is freed only when no walker is left,
  * because a sleeping poller's snapshot, or an epoll event, may still name it.
+ * A poll whose cached snapshot is still current takes no lock at all: see
+ * aio__sources_begin_walk for why that cannot hand it a freed source.
  * Replacing a handler is removal plus insertion of a new source, so the
  * callback fields of a source never change and dispatch reads them unlocked.
  */
@@ -66,15 +68,53 @@ static int watch_locked(AioContext *ctx, AioSource *src)
     return ret;
 }
 
+/* Under list_lock, after any change of the dispatchable set. seq_cst: a
+ * removal's bump is the store half of the Dekker pair in
+ * aio__sources_begin_walk. Wraps from UINT_MAX to 1, never to 0: a zeroed
+ * (never built) AioPollSet has generation 0 and must never match. */
+static void bump_generation_locked(AioContext *ctx)
+{
+    unsigned g = atomic_load_explicit(&ctx->generation, memory_order_relaxed) + 1;
+    atomic_store(&ctx->generation, g ? g : 1);
+}
+
+/* Under list_lock, with no walker: frees every removed source. */
+static void purge_locked(AioContext *ctx)
+{
+    AioSource *src = ctx->sources;
+    while (src) {
+        AioSource *next = src->next;
+        if (atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
+            unlink_and_free_locked(ctx, src);
+        }
+        src = next;
+    }
+    atomic_store_explicit(&ctx->purge_needed, false, memory_order_relaxed);
+}
+
 static void remove_locked(AioContext *ctx, AioSource *src)
 {
     atomic_store_explicit(&src->deleted, true, memory_order_release);
     unwatch_locked(ctx, src);
-    ctx->generation++;
-    if (ctx->walkers == 0) {
-        unlink_and_free_locked(ctx, src);
-    } else {
-        ctx->purge_needed = true;
+    bump_generation_locked(ctx);
+    /* Invariant (list_lock): purge_needed is true whenever a removed source
+     * is still linked. Only lock holders write it, so a relaxed read here
+     * says whether an earlier removal is still waiting. */
+    bool earlier = atomic_load_explicit(&ctx->purge_needed, memory_order_relaxed);
+    /* Store, then load, both seq_cst, against end_walk's fetch_sub of
+     * walkers and load of purge_needed: either we see the last walker gone
+     * and free here, or that walker sees purge_needed and purges. */
+    atomic_store(&ctx->purge_needed, true);
+    if (atomic_load(&ctx->walkers) == 0) {
+        /* No walker holds a snapshot, and any walker that registers from
+         * now on sees the bump above and rebuilds under this lock
+         * (aio__sources_begin_walk), after we are done. */
+        if (earlier) {
+            purge_locked(ctx);
+        } else {
+            unlink_and_free_locked(ctx, src);
+            atomic_store_explicit(&ctx->purge_needed, false, memory_order_relaxed);
+        }
     }
 }
 
@@ -127,7 +167,7 @@ static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is
                 ctx->sources->prev = src;
             }
             ctx->sources = src;
-            ctx->generation++;
+            bump_generation_locked(ctx);
         }
     }
     aio__mutex_unlock(&ctx->list_lock);
@@ -177,7 +217,7 @@ static void set_external_watch_locked(AioContext *ctx, bool watch)
             unwatch_locked(ctx, src);
         }
     }
-    ctx->generation++;
+    bump_generation_locked(ctx);
 }
 
 void aio_disable_external(AioContext *ctx)
@@ -238,48 +278,86 @@ static int pollset_reserve(AioPollSet *set, size_t n)
     return 0;
 }
 
+/*
+ * The walker count and the snapshot check take no lock when the cached
+ * snapshot is current, which is every steady-state poll of the home thread.
+ * This is Dekker's pattern, all four operations seq_cst:
+ *
+ *   walker (here)                    remover (remove_locked, under the lock)
+ *   fetch_add(walkers)               mark deleted; store(generation + 1)
+ *   load(generation)                 load(walkers): free only if 0
+ *
+ * In the single total order of seq_cst operations, either our load of
+ * generation comes after the remover's store, so we see a generation our
+ * snapshot does not have and rebuild under list_lock (which the remover
+ * holds while it frees, so we rebuild from the list without the source),
+ * or it comes before, and then so does our fetch_add, which precedes the
+ * remover's load of walkers: the remover sees us and leaves the source for
+ * the last walker's purge (end_walk).
+ *
+ * The same holds against a purge in end_walk: the purger re-checks walkers
+ * == 0 under list_lock, after (happens-before, through the lock) the bump
+ * of every removal it frees. A walker whose fetch_add comes after that
+ * check therefore loads a newer generation than any snapshot that could
+ * name a purged source, takes the lock and waits for the purge to finish.
+ * A walker whose fetch_add comes before it makes the check fail, and the
+ * purge is left to that walker's end_walk (purge_needed stays true).
+ *
+ * "Newer" relies on generations not repeating. They are 32-bit and wrap,
+ * so a snapshot exactly 2^32 changes stale would pass; the locked check
+ * this replaces had the same exposure. Only the home thread's cached
+ * home_set is ever compared after a gap (local sets start at 0, which no
+ * generation takes), and the home thread would have to skip polling across
+ * four billion registration changes, each of which notifies it.
+ *
+ * Everything read outside the lock here is atomic; the snapshot itself
+ * (set) belongs to the caller, who holds the dispatch right for home_set.
+ */
 int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set)
 {
+    set->nready = 0;
+    atomic_fetch_add(&ctx->walkers, 1);
+    if (set->generation == atomic_load(&ctx->generation)) {
+        return 0;
+    }
+
     int ret = 0;
     aio__mutex_lock(&ctx->list_lock);
-    ctx->walkers++;
-    /* ctx->generation starts at 1, so a zeroed set is always rebuilt. */
-    if (set->generation != ctx->generation) {
-        size_t n = 0;
-        for (AioSource *src = ctx->sources; src; src = src->next) {
-            n += src->watched && !atomic_load_explicit(&src->deleted, memory_order_relaxed);
-        }
-        ret = pollset_reserve(set, n);
-        if (ret == 0) {
-            set->n = 0;
-            for (AioSource *src = ctx->sources; src; src = src->next) {
-                if (src->watched && !atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
-                    set->srcs[set->n++] = src;
-                }
-            }
-            set->generation = ctx->generation;
-        } else {
-            ctx->walkers--;
-        }
+    unsigned gen = atomic_load_explicit(&ctx->generation, memory_order_relaxed);
+    size_t n = 0;
+    for (AioSource *src = ctx->sources; src; src = src->next) {
+        n += src->watched && !atomic_load_explicit(&src->deleted, memory_order_relaxed);
     }
-    set->nready = 0;
+    ret = pollset_reserve(set, n);
+    if (ret == 0) {
+        set->n = 0;
+        for (AioSource *src = ctx->sources; src; src = src->next) {
+            if (src->watched && !atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
+                set->srcs[set->n++] = src;
+            }
+        }
+        set->generation = gen;
+    }
     aio__mutex_unlock(&ctx->list_lock);
+    if (ret < 0) {
+        aio__sources_end_walk(ctx);
+    }
     return ret;
 }
 
 void aio__sources_end_walk(AioContext *ctx)
 {
+    /* fetch_sub, then load, both seq_cst: the other half of the pair in
+     * remove_locked. The fetch_sub also releases our reads of the snapshot's
+     * sources to whoever frees them. */
+    if (atomic_fetch_sub(&ctx->walkers, 1) != 1 || !atomic_load(&ctx->purge_needed)) {
+        return;
+    }
     aio__mutex_lock(&ctx->list_lock);
-    if (--ctx->walkers == 0 && ctx->purge_needed) {
-        AioSource *src = ctx->sources;
-        while (src) {
-            AioSource *next = src->next;
-            if (atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
-                unlink_and_free_locked(ctx, src);
-            }
-            src = next;
-        }
-        ctx->purge_needed = false;
+    /* A walker may have registered since our decrement; then it purges. */
+    if (atomic_load(&ctx->walkers) == 0 &&
+        atomic_load_explicit(&ctx->purge_needed, memory_order_relaxed)) {
+        purge_locked(ctx);
     }
     aio__mutex_unlock(&ctx->list_lock);
 }
