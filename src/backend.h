@@ -54,12 +54,10 @@ struct AioPollSet {
     AioReady *ready; /* filled by wait(); capacity >= n */
     size_t nready;
 
-    /* Backend scratch derived from srcs (a pollfd array, a HANDLE array),
-     * rebuilt when scratch_generation != generation. */
+    /* Backend-owned state derived from srcs (a pollfd array, a HANDLE
+     * array); the backend records which generation it was built from and
+     * rebuilds it when that differs. NULL until the first wait(). */
     void *scratch;
-    size_t scratch_cap;
-    unsigned scratch_generation;
-    bool scratch_valid;
 };
 
 typedef struct AioBackendOps {

@@ -224,8 +224,8 @@ Test(bh, schedule_other_from_callback, .timeout = 10)
     s.other = aio_bh_new(ctx, tc_count_cb, &other_ran);
     aio_bh_schedule(s.bh);
     cr_assert_eq(aio_poll(ctx, false), 1);
-    /* "runs it in the same aio_poll call's next round" or, at the latest, in
-     * the next poll; the blocking poll must not sleep while it is pending. */
+    /* It runs in the next aio_poll call (aio.h), and that blocking poll must
+     * not sleep while it is pending. */
     cr_assert(tc_poll_until(ctx, &other_ran, 1, TC_BOUND_MS),
               "BH scheduled from inside a BH did not run (blocking poll slept)");
     cr_assert_eq(atomic_load(&s.ran), 1);

@@ -62,13 +62,6 @@ static uint32_t interest(const AioSource *src)
     return (src->io_read ? EPOLLIN : 0u) | (src->io_write ? EPOLLOUT : 0u);
 }
 
-static int source_fd(const AioSource *src)
-{
-    /* The copy taken at registration: the notifier itself may be freed
-     * once the source is removed, while a snapshot still names it. */
-    return src->notifier ? src->handle : src->fd;
-}
-
 int aio__epoll_add(AioEpoll *ep, AioEpollReg *reg)
 {
     AioSource *src = reg->src;
@@ -79,7 +72,7 @@ int aio__epoll_add(AioEpoll *ep, AioEpollReg *reg)
         return 0;
     }
     struct epoll_event ev = {.events = events, .data.ptr = src};
-    int fd = source_fd(src);
+    int fd = aio__source_fd(src);
     if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
         reg->fd = fd;
     } else if (errno == EEXIST) {

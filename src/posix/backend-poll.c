@@ -117,13 +117,6 @@ static void poll_clear_kick(AioBackend *be)
     aio__notifier_test_and_clear(&be->wake);
 }
 
-static int source_fd(const AioSource *src)
-{
-    /* The copy taken at registration: the notifier itself may be freed
-     * once the source is removed, while a snapshot still names it. */
-    return src->notifier ? src->handle : src->fd;
-}
-
 static short interest(const AioSource *src)
 {
     return (short)((src->io_read ? POLLIN : 0) | (src->io_write ? POLLOUT : 0));
@@ -146,7 +139,7 @@ static int build_pollfds(AioPollSet *set, PollScratch *sc)
         short ev = interest(src);
         /* No interest: leave it out, or its POLLHUP would end every sleep
          * with nothing for anyone to dispatch. */
-        pfd[i + 1].fd = ev ? source_fd(src) : -1;
+        pfd[i + 1].fd = ev ? aio__source_fd(src) : -1;
         pfd[i + 1].events = ev;
     }
     sc->generation = set->generation;

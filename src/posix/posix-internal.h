@@ -8,6 +8,8 @@
 
 #include <aiopoll/aio.h>
 
+#include "aio-internal.h"
+
 /* An event notifier is an eventfd (rfd == wfd) or a non-blocking pipe. */
 struct AioEventNotifier {
     int rfd;
@@ -22,6 +24,14 @@ void aio__notifier_close(AioEventNotifier *n);
 /* async-signal-safe */
 int aio__notifier_set(AioEventNotifier *n);
 bool aio__notifier_test_and_clear(AioEventNotifier *n);
+
+/* The descriptor a POSIX backend waits on for src. For notifiers it is the
+ * copy taken at registration: the notifier itself may be freed once the
+ * source is removed, while a snapshot still names it. */
+static inline int aio__source_fd(const AioSource *src)
+{
+    return src->notifier ? src->handle : src->fd;
+}
 
 /* Timeout conversions that round *up*, so that no timer fires early. */
 int aio__timeout_ms_ceil(int64_t timeout_ns);

@@ -63,6 +63,8 @@ _Static_assert(offsetof(BigFdSet, fd_array) == offsetof(fd_set, fd_array),
 
 /* Per poll set: built from set->srcs when the snapshot changes. */
 typedef struct Scratch {
+    unsigned generation; /* the AioPollSet generation this was built from */
+    bool valid;
     size_t cap;
     /* wh[0] is the wake-up event, wh[1 .. 1+nn) the notifiers' handles,
      * wh[1+nn .. 1+nn+ns) the sockets' events. */
@@ -265,10 +267,9 @@ static int scratch_build(AioBackend *be, AioPollSet *set)
             return -ENOMEM;
         }
         set->scratch = sc;
-        set->scratch_cap = 1;
     }
     scratch_release_recs(sc);
-    set->scratch_valid = false;
+    sc->valid = false;
     int err = scratch_reserve(sc, set->n);
     if (err) {
         return err;
@@ -304,8 +305,8 @@ static int scratch_build(AioBackend *be, AioPollSet *set)
     for (size_t i = 0; i < sc->ns; i++) {
         sc->wh[1 + sc->nn + i] = sc->srec[i]->ev;
     }
-    set->scratch_generation = set->generation;
-    set->scratch_valid = true;
+    sc->generation = set->generation;
+    sc->valid = true;
     return 0;
 }
 
@@ -316,8 +317,6 @@ static void w32_pollset_fini(AioBackend *be, AioPollSet *set)
         scratch_free(set->scratch);
     }
     set->scratch = NULL;
-    set->scratch_cap = 0;
-    set->scratch_valid = false;
 }
 
 /* ---- readiness ------------------------------------------------------------ */
@@ -544,7 +543,8 @@ static int w32_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool wi
 {
     *kicked = false;
     set->nready = 0;
-    if (!set->scratch_valid || set->scratch_generation != set->generation) {
+    Scratch *cur = set->scratch;
+    if (!cur || !cur->valid || cur->generation != set->generation) {
         int err = scratch_build(be, set);
         if (err) {
             return err;
