@@ -113,6 +113,10 @@ bool aio__sources_dispatch(AioContext *ctx, AioPollSet *set);
 /* Calls every io_poll handler once; true if any made progress. */
 bool aio__sources_poll(AioContext *ctx, AioPollSet *set);
 void aio__sources_teardown(AioContext *ctx);
+/* aio_context_after_fork(): every watch leaves the backend / is made anew
+ * on the current one. */
+void aio__sources_unwatch_all(AioContext *ctx);
+int aio__sources_watch_all(AioContext *ctx);
 void aio__pollset_fini(AioContext *ctx, AioPollSet *set);
 
 /* ---- The context --------------------------------------------------------- */

@@ -100,6 +100,38 @@ void aio_context_unref(AioContext *ctx)
     free(ctx);
 }
 
+int aio_context_after_fork(AioContext *ctx)
+{
+    if (!ctx) {
+        return -EINVAL;
+    }
+    if (!aio__ctx_forked(ctx)) {
+        return 0;
+    }
+    AioBackend *fresh = ctx->ops->create();
+    if (!fresh) {
+        return errno ? -errno : -ENOMEM;
+    }
+    /* The inherited backend goes without touching what it shares with the
+     * parent (forked): its epoll set's interest list, its wake-up object. */
+    if (ctx->ops->forked) {
+        ctx->ops->forked(ctx->be);
+    }
+    aio__sources_unwatch_all(ctx);
+    ctx->ops->destroy(ctx->be);
+    ctx->be = fresh;
+    ctx->fork_gen = aio__fork_generation();
+    /* No poll of this process is sleeping (the header's precondition), so
+     * nobody owes or awaits a kick on the new object. notified stays set so
+     * that the first blocking poll comes round once. */
+    atomic_store(&ctx->notify_me, 0);
+    atomic_store(&ctx->kick_pending, false);
+    atomic_store(&ctx->notified, true);
+    atomic_store(&ctx->home, aio__thread_id());
+    ctx->blocking_depth = 0;
+    return aio__sources_watch_all(ctx);
+}
+
 int aio_context_set_home_thread(AioContext *ctx)
 {
     if (!ctx) {

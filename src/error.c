@@ -21,6 +21,7 @@ const char *aio_strerror(int err)
     switch (e < 0 ? -e : e) {
     case 0: return "success";
     case EPERM: return "operation not permitted (EPERM)";
+    case ECHILD: return "context inherited across fork() (ECHILD)";
     case ENOENT: return "no such entry (ENOENT)";
     case EINTR: return "interrupted (EINTR)";
     case EIO: return "input/output error (EIO)";

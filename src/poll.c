@@ -187,7 +187,9 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
      * (all seq_cst), so the exchange of notified below sees its news.
      * Without a kick we leave kick_pending alone: the object is still
      * signalled and the next sleep returns at once and re-arms. */
-    if (kicked) {
+    if (kicked && !aio__ctx_forked(ctx)) {
+        /* (A child forked while this poll was on its way to sleep, e.g. from
+         * a signal handler, must not drain the parent's wake-up.) */
         ctx->ops->clear_kick(ctx->be);
         atomic_store(&ctx->kick_pending, false);
     }

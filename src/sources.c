@@ -518,3 +518,34 @@ void aio__sources_teardown(AioContext *ctx)
         unlink_and_free_locked(ctx, src);
     }
 }
+
+void aio__sources_unwatch_all(AioContext *ctx)
+{
+    aio__mutex_lock(&ctx->list_lock);
+    for (AioSource *src = ctx->sources; src; src = src->next) {
+        unwatch_locked(ctx, src);
+    }
+    bump_generation_locked(ctx);
+    aio__mutex_unlock(&ctx->list_lock);
+}
+
+int aio__sources_watch_all(AioContext *ctx)
+{
+    int first_err = 0;
+    aio__mutex_lock(&ctx->list_lock);
+    for (AioSource *src = ctx->sources; src; src = src->next) {
+        if (atomic_load_explicit(&src->deleted, memory_order_relaxed) ||
+            (src->is_external && external_disabled(ctx))) {
+            continue;
+        }
+        /* A failure leaves the source unwatched, as a failed re-enable
+         * does; the caller reports the first one. */
+        int err = watch_locked(ctx, src);
+        if (err < 0 && first_err == 0) {
+            first_err = err;
+        }
+    }
+    bump_generation_locked(ctx);
+    aio__mutex_unlock(&ctx->list_lock);
+    return first_err;
+}

@@ -103,6 +103,34 @@ AIOPOLL_API AioContext *aio_context_new(void);
 AIOPOLL_API void aio_context_ref(AioContext *ctx);
 AIOPOLL_API void aio_context_unref(AioContext *ctx);
 
+/* fork(): a context belongs to the process that created it. In a child
+ * process, an inherited context shares its kernel objects (the wake-up
+ * eventfd or pipe, the epoll set) with the parent, so until the child calls
+ * aio_context_after_fork() the library guarantees that nothing the child
+ * does with it harms the parent:
+ *  - aio_poll() returns -ECHILD having touched nothing;
+ *  - aio_set_fd_handler() and aio_set_event_notifier() return -ECHILD;
+ *  - aio_notify() (and whatever calls it: scheduling, arming) records the
+ *    news in the child's memory only, and never writes to the parent's
+ *    wake-up object;
+ *  - aio_context_unref() frees the child's copy only (its memory and its
+ *    own descriptors), and never removes the parent's registrations.
+ * This is libuv's uv_loop_fork() / libevent's event_reinit() policy; a child
+ * that just execs needs none of it. Not applicable on Windows. */
+
+/* In a child process created by fork(), gives the inherited ctx kernel
+ * objects of its own (a new wake-up object and backend, every registration
+ * made anew on it) and makes the calling thread its home thread; from then
+ * on the child uses ctx like any context and the parent is unaffected.
+ * Precondition: when fork() was called, no thread of the parent other than
+ * the forking one was inside a call on ctx, and the forking thread was not
+ * inside aio_poll(ctx) (fork between polls, not from a callback). Returns 0
+ * (also in the process that created ctx, where it does nothing), -EINVAL for
+ * NULL, or the error of re-creating the backend (the context then keeps
+ * refusing polls) or of re-registering a descriptor (that one is then not
+ * watched; the others are). */
+AIOPOLL_API int aio_context_after_fork(AioContext *ctx);
+
 /* Makes the calling thread the home thread. Returns 0, -EINVAL for NULL, or
  * -EBUSY while another thread is inside aio_poll(ctx, true). */
 AIOPOLL_API int aio_context_set_home_thread(AioContext *ctx);
@@ -126,6 +154,7 @@ AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
  *  -EPERM   blocking is true and the caller is not the home thread; the call
  *           returns at once having touched nothing, in particular not a
  *           pending wake-up, which stays for the home thread.
+ *  -ECHILD  ctx was inherited through fork() (see aio_context_after_fork).
  *
  * blocking == true (home thread only): when nothing is ready, sleeps until a
  * handler becomes ready, the earliest timer expires, or aio_notify() is called
@@ -186,10 +215,26 @@ AIOPOLL_API int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *o
  *
  * Removing is idempotent and works after the descriptor was closed.
  *
+ * The context watches a private duplicate of fd (POSIX: one descriptor per
+ * registration, made with F_DUPFD_CLOEXEC), so a registration names the open
+ * file fd named when it was made, whatever happens to the number later.
+ * Closing fd before removing the handler is allowed: until the removal, the
+ * handler keeps running for that file (which stays open through the
+ * duplicate, so e.g. a peer sees no EOF yet); after the removal returns, the
+ * file never wakes the loop again, even when it lives on elsewhere (dup(),
+ * a child process). On Windows the socket itself is watched; a socket closed
+ * before removal is reported ready (read and write, as an error) until the
+ * handler is removed.
+ *
+ * Descriptors that cannot be polled (regular files, directories, /dev/null)
+ * are accepted and are always ready for reading and writing, on every
+ * backend, as poll() and select() report them.
+ *
  * Returns 0, or -EINVAL (NULL ctx, or a value that is never a descriptor: a
  * negative fd, INVALID_SOCKET), -EBADF (registering a descriptor that is not
  * open), -ENOTSOCK (Windows: registering a value that is not a socket),
- * -ENOMEM. */
+ * -EMFILE (no descriptor left for the duplicate), -ECHILD (inherited through
+ * fork()), -ENOMEM. */
 AIOPOLL_API int aio_set_fd_handler(AioContext *ctx, aio_fd_t fd, bool is_external,
                                    AioHandler *io_read, AioHandler *io_write,
                                    AioPollHandler *io_poll, void *opaque);
@@ -201,7 +246,10 @@ AIOPOLL_API int aio_set_fd_handler(AioContext *ctx, aio_fd_t fd, bool is_externa
  * Windows. Returns NULL when out of descriptors or memory. */
 AIOPOLL_API AioEventNotifier *aio_event_notifier_new(bool initially_set);
 
-/* Frees n. Remove it from every context first. No-op for NULL. */
+/* Frees n. No-op for NULL. Remove its registrations first
+ * (aio_set_event_notifier with io_read NULL); n may be freed as soon as that
+ * returns, also while other threads are inside aio_poll(): a context waits
+ * on its own duplicate of n's waitable object, never on n's. */
 AIOPOLL_API void aio_event_notifier_free(AioEventNotifier *n);
 
 /* Any thread; async-signal-safe on POSIX. Setting a set notifier is a no-op.
@@ -218,7 +266,9 @@ AIOPOLL_API aio_handle_t aio_event_notifier_get_handle(const AioEventNotifier *n
 /* Registers (io_read non-NULL), replaces or removes (io_read NULL) a handler
  * that runs while n is set. The handler normally calls
  * aio_event_notifier_test_and_clear(). Any thread; removing is idempotent.
- * Returns 0, -EINVAL (NULL ctx or n), -ENOMEM. */
+ * Returns 0, -EINVAL (NULL ctx or n), -EMFILE (no descriptor or handle left
+ * for the context's duplicate), -ECHILD (inherited through fork()),
+ * -ENOMEM. */
 AIOPOLL_API int aio_set_event_notifier(AioContext *ctx, AioEventNotifier *n,
                                        bool is_external, AioHandler *io_read,
                                        AioPollHandler *io_poll, void *opaque);
