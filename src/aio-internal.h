@@ -157,11 +157,17 @@ struct AioContext {
     _Atomic int64_t poll_shrink;
     int64_t poll_ns; /* current window; dispatch-right holder only */
 
-    /* Tests (aio-test-hooks.h). */
-    _Atomic(AioTestHook *) hook;
-    void *hook_opaque;
+    /* Set by a last aio_context_unref() on the thread that holds the
+     * dispatch right; the outermost aio_poll of that thread destroys the
+     * context on its way out. Dispatch-right holder only. */
+    bool destroy_pending;
+
+#if AIOPOLL_TEST_HOOKS
+    AioTestState test; /* aio-test-hooks.h */
+#endif
 };
 
-void aio__call_hook(AioContext *ctx, AioHookPoint point);
+/* Frees ctx and everything attached to it (context.c). */
+void aio__context_destroy(AioContext *ctx);
 
 #endif
