@@ -187,12 +187,18 @@ struct AioContext {
      * and must not touch kernel state shared with the parent. */
     unsigned fork_gen;
 
-    /* Tests (aio-test-hooks.h). */
-    _Atomic(AioTestHook *) hook;
-    void *hook_opaque;
+    /* Set by a last aio_context_unref() on the thread that holds the
+     * dispatch right; the outermost aio_poll of that thread destroys the
+     * context on its way out. Dispatch-right holder only. */
+    bool destroy_pending;
+
+#if AIOPOLL_TEST_HOOKS
+    AioTestState test; /* aio-test-hooks.h */
+#endif
 };
 
-void aio__call_hook(AioContext *ctx, AioHookPoint point);
+/* Frees ctx and everything attached to it (context.c). */
+void aio__context_destroy(AioContext *ctx);
 
 /* True in a child process that inherited ctx through fork(). */
 static inline bool aio__ctx_forked(const AioContext *ctx)

@@ -61,7 +61,11 @@ AioContext *aio_context_new(void)
     atomic_init(&ctx->poll_max_ns, 0);
     atomic_init(&ctx->poll_grow, 0);
     atomic_init(&ctx->poll_shrink, 0);
-    atomic_init(&ctx->hook, NULL);
+#if AIOPOLL_TEST_HOOKS
+    atomic_init(&ctx->test.hook, NULL);
+    atomic_init(&ctx->test.clock, NULL);
+    atomic_init(&ctx->test.wait_error, 0);
+#endif
     ctx->fork_gen = aio__fork_generation();
     return ctx;
 }
@@ -83,6 +87,23 @@ void aio_context_unref(AioContext *ctx)
     if (atomic_fetch_sub_explicit(&ctx->refcnt, 1, memory_order_acq_rel) != 1) {
         return;
     }
+    /* From inside a callback, the aio_poll running it (and the callbacks
+     * still to come in its round, and the polls it is nested in) use ctx
+     * after we return: the outermost poll of this thread destroys it on its
+     * way out instead. Only the holder ever stores its own id in
+     * dispatch_owner, so a relaxed load cannot mistake another thread's
+     * right for ours; a poll that is asleep holds no right and runs no
+     * callback, so 0 there is the truth too. The fast path of aio_poll pays
+     * one plain load of destroy_pending for this, no atomic RMW. */
+    if (atomic_load_explicit(&ctx->dispatch_owner, memory_order_relaxed) == aio__thread_id()) {
+        ctx->destroy_pending = true;
+        return;
+    }
+    aio__context_destroy(ctx);
+}
+
+void aio__context_destroy(AioContext *ctx)
+{
     if (aio__ctx_forked(ctx) && ctx->ops->forked) {
         /* Free this process's copies only: the parent's registrations live
          * in the same kernel objects. */
@@ -179,20 +200,52 @@ int aio_context_set_poll_params(AioContext *ctx, int64_t max_ns, int64_t grow, i
     return 0;
 }
 
+#if AIOPOLL_TEST_HOOKS
 void aio__set_test_hook(AioContext *ctx, AioTestHook *hook, void *opaque)
 {
     if (!ctx) {
         return;
     }
-    ctx->hook_opaque = opaque;
+    ctx->test.hook_opaque = opaque;
     /* release: a poller that sees the hook also sees its opaque. */
-    atomic_store_explicit(&ctx->hook, hook, memory_order_release);
+    atomic_store_explicit(&ctx->test.hook, hook, memory_order_release);
 }
 
 void aio__call_hook(AioContext *ctx, AioHookPoint point)
 {
-    AioTestHook *hook = atomic_load_explicit(&ctx->hook, memory_order_acquire);
+    AioTestHook *hook = atomic_load_explicit(&ctx->test.hook, memory_order_acquire);
     if (hook) {
-        hook(ctx, point, ctx->hook_opaque);
+        hook(ctx, point, ctx->test.hook_opaque);
     }
 }
+
+void aio__set_test_clock(AioContext *ctx, AioTestClock *clock, void *opaque)
+{
+    if (!ctx) {
+        return;
+    }
+    ctx->test.clock_opaque = opaque;
+    /* release: as for the hook. */
+    atomic_store_explicit(&ctx->test.clock, clock, memory_order_release);
+    /* A sleeping poll computed its timeout on the old clock. */
+    aio_notify(ctx);
+}
+
+int64_t aio__timers_now(AioContext *ctx)
+{
+    AioTestClock *clock = atomic_load_explicit(&ctx->test.clock, memory_order_acquire);
+    return clock ? clock(ctx->test.clock_opaque) : aio__clock_ns();
+}
+
+void aio__set_test_wait_error(AioContext *ctx, int err)
+{
+    if (ctx) {
+        atomic_store_explicit(&ctx->test.wait_error, err, memory_order_relaxed);
+    }
+}
+
+int aio__test_wait_error(AioContext *ctx)
+{
+    return atomic_load_explicit(&ctx->test.wait_error, memory_order_relaxed);
+}
+#endif

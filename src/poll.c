@@ -102,7 +102,9 @@ static bool busy_poll(AioContext *ctx, AioPollSet *set, int64_t timeout, bool *p
     if (timeout > 0 && timeout < window) {
         window = timeout;
     }
-    int64_t end = aio__clock_ns() + window;
+    int64_t now = aio__clock_ns();
+    /* Saturated: max_ns may be anything up to INT64_MAX. */
+    int64_t end = window < INT64_MAX - now ? now + window : INT64_MAX;
     do {
         if (aio__sources_poll(ctx, set)) {
             *progress = true;
@@ -137,9 +139,32 @@ static void adapt_window(AioContext *ctx, int64_t block_ns)
         return;
     }
     int64_t grow = atomic_load_explicit(&ctx->poll_grow, memory_order_relaxed);
-    int64_t next = ctx->poll_ns ? ctx->poll_ns * (grow ? grow : POLL_FACTOR_DEFAULT)
-                                : POLL_NS_INITIAL;
-    ctx->poll_ns = next < max ? next : max;
+    if (grow == 0) {
+        grow = POLL_FACTOR_DEFAULT;
+    }
+    /* Saturate at max without computing poll_ns * grow when that would pass
+     * it: any grow >= 2 is accepted, and the product overflows int64_t long
+     * before max_ns = INT64_MAX (poll_ns > max / grow <=> poll_ns * grow >
+     * max, for grow > 0). Shrinking divides and cannot overflow. */
+    if (ctx->poll_ns == 0) {
+        ctx->poll_ns = POLL_NS_INITIAL < max ? POLL_NS_INITIAL : max;
+    } else if (ctx->poll_ns > max / grow) {
+        ctx->poll_ns = max;
+    } else {
+        ctx->poll_ns *= grow;
+    }
+}
+
+/* The backend's wait, or the failure a test injected instead of it. */
+static int backend_wait(AioContext *ctx, AioPollSet *set, int64_t timeout, bool with_kick,
+                        bool *kicked)
+{
+    int err = aio__test_wait_error(ctx);
+    if (err) {
+        *kicked = false;
+        return err;
+    }
+    return ctx->ops->wait(ctx->be, &set->ws, timeout, with_kick, kicked);
 }
 
 static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *progress)
@@ -172,7 +197,7 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
     /* With nothing to sleep for and nothing to watch, skip the system call;
      * a kick left behind is drained by the next real sleep. */
     if (timeout != 0 || set->ws.n > 0) {
-        ret = ctx->ops->wait(ctx->be, &set->ws, timeout, true, &kicked);
+        ret = backend_wait(ctx, set, timeout, true, &kicked);
     }
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
     atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
@@ -215,7 +240,39 @@ static int poll_nonblocking(AioContext *ctx, AioPollSet *set)
     bool kicked;
     /* with_kick false: the wake-up object is neither watched nor cleared
      * here, whichever thread this is. */
-    return set->ws.n > 0 ? ctx->ops->wait(ctx->be, &set->ws, 0, false, &kicked) : 0;
+    return set->ws.n > 0 ? backend_wait(ctx, set, 0, false, &kicked) : 0;
+}
+
+/*
+ * One round of callbacks. Without a snapshot or after a failed wait (set
+ * NULL) the handlers wait for the next poll, since nothing says which are
+ * ready; bottom halves and timers do not depend on the wait and run anyway,
+ * so that a backend that keeps failing (poll() with more descriptors than
+ * RLIMIT_NOFILE: EINVAL) cannot stall them.
+ */
+static bool dispatch_round(AioContext *ctx, AioPollSet *set)
+{
+    bool progress = aio__bh_dispatch(ctx);
+    if (set) {
+        progress |= aio__sources_dispatch(ctx, set);
+    }
+    progress |= aio__timers_dispatch(ctx);
+    return progress;
+}
+
+/* Releases the dispatch right. Returns true when this was the thread's
+ * outermost poll and one of its callbacks dropped the last reference: the
+ * caller destroys ctx once it has finished with it. */
+static bool dispatch_release_outermost(AioContext *ctx)
+{
+    bool destroy = false;
+    if (ctx->dispatch_depth == 1 && ctx->destroy_pending) {
+        ctx->destroy_pending = false;
+        /* A later callback may have taken a new reference. */
+        destroy = atomic_load(&ctx->refcnt) == 0;
+    }
+    dispatch_release(ctx);
+    return destroy;
 }
 
 static bool home_enter_blocking(AioContext *ctx, uint64_t self)
@@ -270,12 +327,10 @@ int aio_poll(AioContext *ctx, bool blocking)
     int ret = aio__sources_begin_walk(ctx, set);
     if (ret == 0) {
         ret = blocking ? poll_blocking(ctx, self, set, &progress) : poll_nonblocking(ctx, set);
-        if (ret == 0) {
-            progress |= aio__bh_dispatch(ctx);
-            progress |= aio__sources_dispatch(ctx, set);
-            progress |= aio__timers_dispatch(ctx);
-        }
+        progress |= dispatch_round(ctx, ret == 0 ? set : NULL);
         aio__sources_end_walk(ctx);
+    } else {
+        progress |= dispatch_round(ctx, NULL);
     }
 
     if (set == &ctx->home_set) {
@@ -283,9 +338,12 @@ int aio_poll(AioContext *ctx, bool blocking)
     } else {
         aio__pollset_fini(ctx, set);
     }
-    dispatch_release(ctx);
+    bool destroy = dispatch_release_outermost(ctx);
     if (blocking) {
         home_leave_blocking(ctx);
+    }
+    if (destroy) {
+        aio__context_destroy(ctx);
     }
     return ret < 0 ? ret : progress;
 }

@@ -196,7 +196,8 @@ int64_t aio__timers_timeout_ns(AioContext *ctx)
     if (earliest == INT64_MAX) {
         return -1;
     }
-    int64_t now = aio__clock_ns();
+    int64_t now = aio__timers_now(ctx);
+    /* A deadline equal to now is due (0), like in dispatch below. */
     return earliest > now ? earliest - now : 0;
 }
 
@@ -206,7 +207,7 @@ bool aio__timers_dispatch(AioContext *ctx)
         return false;
     }
     bool progress = false;
-    int64_t now = aio__clock_ns();
+    int64_t now = aio__timers_now(ctx);
     aio__mutex_lock(&ctx->timer_lock);
     /* Fire only what was armed before this pass began: a callback that
      * re-arms its timer in the past runs at the next poll (which will not

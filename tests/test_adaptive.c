@@ -268,3 +268,67 @@ Test(adaptive, external_io_poll_suspended, .timeout = 20)
     aio_event_notifier_free(n);
     aio_context_unref(s.ctx);
 }
+
+/* ---- Window arithmetic at the limits ------------------------------------- */
+
+typedef struct slow_sleep {
+    int spin_us;           /* spent at AIO_HOOK_BEFORE_SLEEP: the poll "blocks" */
+    atomic_int poll_calls; /* io_poll invocations */
+    int succeed_every;     /* io_poll reports progress on every Nth call */
+} slow_sleep;
+
+static void slow_sleep_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    slow_sleep *s = opaque;
+    (void)ctx;
+    if (point == AIO_HOOK_BEFORE_SLEEP && s->spin_us > 0) {
+        tsup_spin_us(s->spin_us);
+    }
+}
+
+static bool slow_sleep_io_poll(void *opaque)
+{
+    slow_sleep *s = opaque;
+    int n = atomic_fetch_add(&s->poll_calls, 1) + 1;
+    return s->succeed_every > 0 && n % s->succeed_every == 0;
+}
+
+/* The largest accepted factors: growing the window must saturate at max_ns
+ * instead of overflowing poll_ns * grow (UBSan: "signed integer overflow"),
+ * and a window of INT64_MAX must not overflow the busy-poll deadline. */
+Test(adaptive, huge_grow_factor_saturates, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    AioEventNotifier *n = aio_event_notifier_new(false);
+    slow_sleep s = {.succeed_every = 3};
+    tc_poll_result res;
+
+    atomic_init(&s.poll_calls, 0);
+    cr_assert_not_null(n);
+    cr_assert_eq(aio_set_event_notifier(ctx, n, false, spin_io_read, slow_sleep_io_poll, &s), 0);
+    cr_assert_eq(aio_context_set_poll_params(ctx, INT64_MAX, INT64_MAX, INT64_MAX), 0);
+    aio__set_test_hook(ctx, slow_sleep_hook, &s);
+
+    /* A notified poll does not busy-poll; it "blocks" for a moment, which
+     * opens the window (to POLL_NS_INITIAL, 4 us)... */
+    aio_notify(ctx);
+    cr_assert(!tc_poll_blocking_bounded(ctx, TC_BOUND_MS).rescued);
+    /* ...and a wait longer than the window grows it by INT64_MAX. */
+    s.spin_us = 100;
+    aio_notify(ctx);
+    cr_assert(!tc_poll_blocking_bounded(ctx, TC_BOUND_MS).rescued);
+    s.spin_us = 0;
+
+    /* Now the window is max_ns: busy polling runs until io_poll succeeds. */
+    for (int i = 0; i < 3; i++) {
+        res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+        cr_assert(!res.rescued, "poll %d: busy polling did not end when io_poll succeeded", i);
+        cr_assert_eq(res.ret, 1);
+    }
+    cr_assert_geq(atomic_load(&s.poll_calls), 9);
+
+    aio__set_test_hook(ctx, NULL, NULL);
+    cr_assert_eq(aio_set_event_notifier(ctx, n, false, NULL, NULL, NULL), 0);
+    aio_event_notifier_free(n);
+    aio_context_unref(ctx);
+}

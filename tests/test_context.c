@@ -297,3 +297,170 @@ Test(context, set_home_thread_on_home_is_noop, .timeout = 10)
     cr_assert(!tc_poll_blocking_bounded(ctx, TC_BOUND_MS).rescued);
     aio_context_unref(ctx);
 }
+
+/* ---- The last reference dropped from inside a callback ------------------ */
+
+/* Each test gives the context a single reference and drops it from inside a
+ * callback, then lets more callbacks of the same round (and nested polls)
+ * use the context. The poll must keep it alive until it returns and free it
+ * then: AddressSanitizer reports any use after the free, LeakSanitizer a
+ * context that was never freed. After the poll the test touches nothing of
+ * the context any more. */
+typedef struct last_ref {
+    AioContext *ctx;
+    atomic_int dropped;
+    atomic_int later;  /* callbacks that ran after the drop */
+    int nested_ret;
+    aio_fd_t fds[2];
+    AioEventNotifier *n;
+    AioTimer *timer;
+} last_ref;
+
+static void last_ref_init(last_ref *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->ctx = tc_ctx_new();
+    atomic_init(&l->dropped, 0);
+    atomic_init(&l->later, 0);
+}
+
+static void cb_drop_last_ref(void *opaque)
+{
+    last_ref *l = opaque;
+    aio_context_unref(l->ctx);
+    atomic_store(&l->dropped, 1);
+}
+
+/* Runs after the drop and uses the context: schedules work on it and
+ * re-arms a timer, which the deferred teardown must then free. */
+static void cb_after_drop(void *opaque)
+{
+    last_ref *l = opaque;
+    if (atomic_load(&l->dropped)) {
+        atomic_fetch_add(&l->later, 1);
+    }
+    aio_bh_schedule_oneshot(l->ctx, tc_count_cb, &l->later);
+    if (l->timer) {
+        aio_timer_mod(l->timer, aio_clock_ns() + 1000000000LL);
+    }
+}
+
+Test(context, last_unref_in_bh, .timeout = 10)
+{
+    last_ref l;
+
+    last_ref_init(&l);
+    l.timer = aio_timer_new(l.ctx, tc_count_cb, &l.later);
+    cr_assert_eq(aio_bh_schedule_oneshot(l.ctx, cb_drop_last_ref, &l), 0);
+    cr_assert_eq(aio_bh_schedule_oneshot(l.ctx, cb_after_drop, &l), 0);
+    cr_assert_eq(aio_poll(l.ctx, false), 1);
+    cr_assert_eq(atomic_load(&l.later), 1, "the BH after the drop did not run");
+}
+
+Test(context, last_unref_in_timer, .timeout = 10)
+{
+    last_ref l;
+    AioTimer *first;
+    AioTimer *second;
+    int64_t when;
+
+    last_ref_init(&l);
+    first = aio_timer_new(l.ctx, cb_drop_last_ref, &l);
+    second = aio_timer_new(l.ctx, cb_after_drop, &l);
+    l.timer = second;
+    when = aio_clock_ns() - 1; /* due; same deadline: armed order */
+    aio_timer_mod(first, when);
+    aio_timer_mod(second, when);
+    cr_assert_eq(aio_poll(l.ctx, false), 1);
+    cr_assert_eq(atomic_load(&l.later), 1, "the timer after the drop did not run");
+}
+
+Test(context, last_unref_in_fd_handler, .timeout = 10)
+{
+    last_ref l;
+    AioTimer *t;
+
+    last_ref_init(&l);
+    cr_assert_eq(tsup_socketpair(l.fds), 0);
+    cr_assert_eq(tsup_write_byte(l.fds[1]), 1);
+    cr_assert_eq(aio_set_fd_handler(l.ctx, l.fds[0], false, cb_drop_last_ref, NULL, NULL, &l), 0);
+    /* Timers run after handlers, in the same round. */
+    t = aio_timer_new(l.ctx, cb_after_drop, &l);
+    aio_timer_mod(t, aio_clock_ns() - 1);
+    cr_assert_eq(aio_poll(l.ctx, false), 1);
+    cr_assert_eq(atomic_load(&l.later), 1, "the timer after the drop did not run");
+    tsup_close(l.fds[0]);
+    tsup_close(l.fds[1]);
+}
+
+Test(context, last_unref_in_notifier_handler, .timeout = 10)
+{
+    last_ref l;
+    AioTimer *t;
+
+    last_ref_init(&l);
+    l.n = aio_event_notifier_new(true);
+    cr_assert_not_null(l.n);
+    cr_assert_eq(aio_set_event_notifier(l.ctx, l.n, false, cb_drop_last_ref, NULL, &l), 0);
+    t = aio_timer_new(l.ctx, cb_after_drop, &l);
+    aio_timer_mod(t, aio_clock_ns() - 1);
+    cr_assert_eq(aio_poll(l.ctx, false), 1);
+    cr_assert_eq(atomic_load(&l.later), 1, "the timer after the drop did not run");
+    /* The teardown removed the registration; the notifier is ours. */
+    aio_event_notifier_free(l.n);
+}
+
+static void cb_drop_then_nest(void *opaque)
+{
+    last_ref *l = opaque;
+    cb_drop_last_ref(l);
+    aio_bh_schedule_oneshot(l->ctx, cb_after_drop, l);
+    l->nested_ret = aio_poll(l->ctx, false);
+}
+
+Test(context, last_unref_then_nested_poll, .timeout = 10)
+{
+    last_ref l;
+
+    last_ref_init(&l);
+    cr_assert_eq(aio_bh_schedule_oneshot(l.ctx, cb_drop_then_nest, &l), 0);
+    /* Blocking: it does not sleep while a BH is scheduled. */
+    cr_assert_eq(aio_poll(l.ctx, true), 1);
+    cr_assert_eq(l.nested_ret, 1, "the nested poll after the drop returned %d", l.nested_ret);
+    cr_assert_eq(atomic_load(&l.later), 1, "the nested poll did not run its BH");
+}
+
+Test(context, last_unref_in_callback_of_foreign_poll, .timeout = 10)
+{
+    last_ref l;
+    foreign f;
+
+    last_ref_init(&l);
+    cr_assert_eq(aio_bh_schedule_oneshot(l.ctx, cb_drop_last_ref, &l), 0);
+    cr_assert_eq(aio_bh_schedule_oneshot(l.ctx, cb_after_drop, &l), 0);
+    f = run_foreign(l.ctx, foreign_nonblocking_poll);
+    cr_assert_eq(f.ret, 1);
+    cr_assert_eq(atomic_load(&l.later), 1, "the BH after the drop did not run");
+}
+
+static void cb_drop_and_take_again(void *opaque)
+{
+    last_ref *l = opaque;
+    cb_drop_last_ref(l);
+    aio_context_ref(l->ctx);
+}
+
+/* A callback that takes a new reference after dropping the last one keeps
+ * the context: it is destroyed by the next last unref instead. */
+Test(context, last_unref_then_ref_in_callback_keeps_context, .timeout = 10)
+{
+    last_ref l;
+
+    last_ref_init(&l);
+    cr_assert_eq(aio_bh_schedule_oneshot(l.ctx, cb_drop_and_take_again, &l), 0);
+    cr_assert_eq(aio_poll(l.ctx, false), 1);
+    cr_assert_eq(aio_bh_schedule_oneshot(l.ctx, tc_count_cb, &l.later), 0);
+    cr_assert_eq(aio_poll(l.ctx, false), 1);
+    cr_assert_eq(atomic_load(&l.later), 1);
+    aio_context_unref(l.ctx);
+}

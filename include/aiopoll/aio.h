@@ -99,7 +99,15 @@ AIOPOLL_API AioContext *aio_context_new(void);
 /* Reference counting. The last unref frees the context and everything still
  * attached to it: bottom halves (scheduled or not), timers, fd handlers and
  * notifier registrations. Handles to those objects are dangling afterwards.
- * The last unref must not race with any other use of the context. */
+ * The last unref must not race with any other use of the context.
+ *
+ * The last unref may come from inside a callback of the context (a bottom
+ * half, timer, fd or notifier handler), on the thread that runs it: the
+ * context then stays alive until the outermost aio_poll() of that thread
+ * returns, and is freed on its way out. Until then the rest of that poll's
+ * callbacks still run and may use the context, nested aio_poll() calls
+ * included; if one of them takes a new reference, the context is kept
+ * (the next last unref frees it). No other thread may use it meanwhile. */
 AIOPOLL_API void aio_context_ref(AioContext *ctx);
 AIOPOLL_API void aio_context_unref(AioContext *ctx);
 
@@ -155,6 +163,12 @@ AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
  *           returns at once having touched nothing, in particular not a
  *           pending wake-up, which stays for the home thread.
  *  -ECHILD  ctx was inherited through fork() (see aio_context_after_fork).
+ *  other    the system's wait failed (e.g. -EINVAL from poll() when more
+ *           descriptors are registered than RLIMIT_NOFILE allows, -ENOMEM).
+ *           Bottom halves and expired timers have still run (a failing
+ *           wait cannot stall them); fd and notifier handlers have not,
+ *           since nothing said which were ready. The call returns at once; the
+ *           context stays usable, and the next poll tries the wait again.
  *
  * blocking == true (home thread only): when nothing is ready, sleeps until a
  * handler becomes ready, the earliest timer expires, or aio_notify() is called
