@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The Win32 implementation of platform.h. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "platform.h"
@@ -33,8 +34,16 @@ void aio__mutex_unlock(aio_mutex_t *m)
 
 uint64_t aio__thread_id(void)
 {
-    /* Never 0, unique among live threads: what platform.h asks for. */
-    return (uint64_t)GetCurrentThreadId();
+    /* Not GetCurrentThreadId(): Windows hands a dead thread's id to the next
+     * thread at once, which would then inherit the dead thread's contexts as
+     * their home thread. A process-wide counter never repeats (as on POSIX);
+     * relaxed is enough because only the uniqueness of the value matters. */
+    static atomic_uint_fast64_t next_id = 1;
+    static _Thread_local uint64_t id;
+    if (id == 0) {
+        id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    }
+    return id;
 }
 
 static LARGE_INTEGER qpc_freq; /* set once by qpc_init */
