@@ -15,6 +15,7 @@
 
 #include <aiopoll/aio.h>
 
+#include "backend.h"        /* AioObject */
 #include "platform-types.h" /* aio_mutex_t */
 
 /* A non-recursive mutex. The core never holds one across a callback. */
@@ -34,6 +35,21 @@ int64_t aio__clock_ns(void);
  * descriptor (negative, INVALID_SOCKET), -EBADF for one that is not open,
  * -ENOTSOCK (Windows) for an open handle that is not a socket. */
 int aio__check_fd(aio_fd_t fd);
+
+/* Opens the context's own reference to what a registration waits on (see
+ * AioObject in backend.h): for n == NULL a private duplicate of fd (on
+ * Windows the socket itself), else one of n's waitable object. The user may
+ * close fd or free n afterwards; o stays valid until aio__object_close(o).
+ * Returns 0, -EINVAL (a value that is never a descriptor), -EBADF (fd not
+ * open), -ENOTSOCK (Windows: not a socket), -EMFILE (no descriptor left)
+ * or -ENOMEM. */
+int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n);
+void aio__object_close(AioObject *o);
+
+/* The number of fork()s between the process's start and the calling
+ * process: it changes in a child at the moment of fork(). Cheap (a relaxed
+ * load); always 0 where there is no fork(). */
+unsigned aio__fork_generation(void);
 
 /* Pause hint for busy-poll loops. */
 void aio__cpu_relax(void);

@@ -93,6 +93,48 @@ int aio__check_fd(aio_fd_t fd)
     return 0;
 }
 
+int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n)
+{
+    if (!n) {
+        /* Winsock cannot duplicate a socket within a process (WSADuplicateSocket
+         * makes a second socket whose event association is separate), so the
+         * context uses the socket itself; what it waits on is the backend's
+         * own WSAEVENT, which no user action can close. */
+        int err = aio__check_fd(fd);
+        if (err < 0) {
+            return err;
+        }
+        *o = (AioObject){.is_event = false, .fd = fd, .handle = NULL};
+        return 0;
+    }
+    /* A private reference to the notifier's event: freeing the notifier
+     * closes the user's value, which Windows hands to the next object
+     * created, but this one keeps the event alive and names only it.
+     * SYNCHRONIZE only: the context waits on it and can do nothing else
+     * (setting and resetting stay the notifier's). */
+    HANDLE dup = NULL;
+    if (!DuplicateHandle(GetCurrentProcess(), n->event, GetCurrentProcess(), &dup, SYNCHRONIZE,
+                         FALSE, 0)) {
+        DWORD e = GetLastError();
+        return e == ERROR_INVALID_HANDLE ? -EBADF : -ENOMEM;
+    }
+    *o = (AioObject){.is_event = true, .fd = INVALID_SOCKET, .handle = dup};
+    return 0;
+}
+
+void aio__object_close(AioObject *o)
+{
+    if (o->is_event && o->handle) {
+        CloseHandle(o->handle);
+    }
+    o->handle = NULL;
+}
+
+unsigned aio__fork_generation(void)
+{
+    return 0; /* no fork() on Windows */
+}
+
 void aio__cpu_relax(void)
 {
     YieldProcessor();
