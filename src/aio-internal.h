@@ -60,15 +60,20 @@ void aio__timers_teardown(AioContext *ctx);
 
 /* ---- Sources: fd handlers and event notifiers (sources.c) --------------- */
 
+typedef struct AioSource AioSource;
+
 struct AioSource {
     AioSource *prev, *next; /* ctx->sources, under list_lock */
-    aio_fd_t fd;            /* fd handlers */
+    /* What the backend sees. watch.obj is this source's own object
+     * (aio__object_open), closed only when the source is freed, i.e. when
+     * no snapshot can name it: a backend never waits on a value that may
+     * name something else by then. */
+    AioWatch watch;
+    /* The user's key, for finding the registration to replace or remove;
+     * never handed to a backend (the descriptor may be closed, the notifier
+     * freed, by the time anyone waits). */
+    aio_fd_t fd;
     AioEventNotifier *notifier; /* notifier registrations; NULL for fds */
-    /* The notifier's waitable object, copied at registration. Backends use
-     * this, never notifier->...: once the source is removed, the owner may
-     * free the notifier while a sleeping poller's snapshot still names the
-     * source, and only the copy is safe to read then. */
-    aio_handle_t handle;
     bool is_external;
     AioHandler *io_read;
     AioHandler *io_write;
@@ -78,16 +83,31 @@ struct AioSource {
      * re-checks it before every callback, so a handler removed from inside a
      * callback is never called again in the same round. */
     atomic_bool deleted;
-    bool watched;      /* backend->watch() succeeded and is in force */
-    void *backend_data; /* owned by the backend between watch and unwatch */
+    bool active;  /* in snapshots: not external-disabled, and watched when
+                   * it has an interest */
+    bool watched; /* backend->watch() succeeded and unwatch() is owed */
 };
+
+/*
+ * One poll's snapshot of the dispatchable sources. ws is the backend's view
+ * (the watches of the sources with an interest); srcs[] (io_poll-only ones
+ * included) and the id map are the core's. No source in it is freed until
+ * the poll that took it calls aio__sources_end_walk().
+ */
+typedef struct AioPollSet {
+    AioWaitSet ws;
+    AioWatch **watches; /* storage behind ws.watches */
+    AioSource **srcs;
+    size_t nsrcs, cap;
+    AioSource **map; /* open addressing by watch.id; NULL = empty */
+    size_t map_mask;
+} AioPollSet;
 
 /* Takes a snapshot of the dispatchable sources into set (reusing it when
  * nothing changed) and registers the caller as a walker: no source is freed
  * until aio__sources_end_walk(). */
 int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set);
 void aio__sources_end_walk(AioContext *ctx);
-bool aio__source_dispatchable(AioContext *ctx, AioSource *src);
 /* Runs the handlers of the ready sources in set. */
 bool aio__sources_dispatch(AioContext *ctx, AioPollSet *set);
 /* Calls every io_poll handler once; true if any made progress. */
@@ -140,6 +160,7 @@ struct AioContext {
                               * never 0 */
     atomic_bool purge_needed; /* a removed source awaits the last walker */
     atomic_int external_disable_cnt;
+    AioSourceId next_id; /* list_lock; ids are never reused */
     AioPollSet home_set;  /* reused by the home thread's outermost poll */
     bool home_set_busy;   /* only touched by the dispatch-right holder */
 
@@ -157,11 +178,22 @@ struct AioContext {
     _Atomic int64_t poll_shrink;
     int64_t poll_ns; /* current window; dispatch-right holder only */
 
+    /* fork() (context.c): aio__fork_generation() when this process got
+     * the context. Any other value means we are a child that inherited it,
+     * and must not touch kernel state shared with the parent. */
+    unsigned fork_gen;
+
     /* Tests (aio-test-hooks.h). */
     _Atomic(AioTestHook *) hook;
     void *hook_opaque;
 };
 
 void aio__call_hook(AioContext *ctx, AioHookPoint point);
+
+/* True in a child process that inherited ctx through fork(). */
+static inline bool aio__ctx_forked(const AioContext *ctx)
+{
+    return aio__fork_generation() != ctx->fork_gen;
+}
 
 #endif

@@ -62,6 +62,7 @@ AioContext *aio_context_new(void)
     atomic_init(&ctx->poll_grow, 0);
     atomic_init(&ctx->poll_shrink, 0);
     atomic_init(&ctx->hook, NULL);
+    ctx->fork_gen = aio__fork_generation();
     return ctx;
 }
 
@@ -81,6 +82,11 @@ void aio_context_unref(AioContext *ctx)
      * the teardown below. */
     if (atomic_fetch_sub_explicit(&ctx->refcnt, 1, memory_order_acq_rel) != 1) {
         return;
+    }
+    if (aio__ctx_forked(ctx) && ctx->ops->forked) {
+        /* Free this process's copies only: the parent's registrations live
+         * in the same kernel objects. */
+        ctx->ops->forked(ctx->be);
     }
     aio__bh_teardown(ctx);
     aio__timers_teardown(ctx);

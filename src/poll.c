@@ -34,7 +34,9 @@ void aio_notify(AioContext *ctx)
      * CPU. The store is also a release of whatever the caller published
      * (a queued BH, an armed timer) before calling us. */
     atomic_store(&ctx->notified, true);
-    if (atomic_load(&ctx->notify_me) > 0) {
+    /* A child that inherited ctx through fork() shares the wake-up object
+     * with the parent: kicking it would only wake the parent for nothing. */
+    if (atomic_load(&ctx->notify_me) > 0 && !aio__ctx_forked(ctx)) {
         /* Somebody kicked and the kick has not been consumed yet: the
          * wake-up object is signalled (or about to be, by that notifier), so
          * the sleep ends anyway, and the poller re-reads notified after it
@@ -169,8 +171,8 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
     int ret = 0;
     /* With nothing to sleep for and nothing to watch, skip the system call;
      * a kick left behind is drained by the next real sleep. */
-    if (timeout != 0 || set->n > 0) {
-        ret = ctx->ops->wait(ctx->be, set, timeout, true, &kicked);
+    if (timeout != 0 || set->ws.n > 0) {
+        ret = ctx->ops->wait(ctx->be, &set->ws, timeout, true, &kicked);
     }
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
     atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
@@ -211,7 +213,7 @@ static int poll_nonblocking(AioContext *ctx, AioPollSet *set)
     bool kicked;
     /* with_kick false: the wake-up object is neither watched nor cleared
      * here, whichever thread this is. */
-    return set->n > 0 ? ctx->ops->wait(ctx->be, set, 0, false, &kicked) : 0;
+    return set->ws.n > 0 ? ctx->ops->wait(ctx->be, &set->ws, 0, false, &kicked) : 0;
 }
 
 static bool home_enter_blocking(AioContext *ctx, uint64_t self)
@@ -236,6 +238,11 @@ int aio_poll(AioContext *ctx, bool blocking)
 {
     if (!ctx) {
         return -EINVAL;
+    }
+    /* The wake-up object and the kernel's registrations belong to the
+     * parent (aio.h, "fork()"): a child's wait could only drain them. */
+    if (aio__ctx_forked(ctx)) {
+        return -ECHILD;
     }
     uint64_t self = aio__thread_id();
     /* First, before any shared state is touched: a refused blocking poll

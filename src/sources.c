@@ -11,6 +11,14 @@
  * aio__sources_begin_walk for why that cannot hand it a freed source.
  * Replacing a handler is removal plus insertion of a new source, so the
  * callback fields of a source never change and dispatch reads them unlocked.
+ *
+ * Backends see a source only as its AioWatch: a never-reused id, the
+ * context's own object (a private duplicate of the user's descriptor or
+ * handle, opened here and closed when the source is freed) and an interest
+ * mask. They report readiness by id and the core resolves ids against the
+ * caller's snapshot only, so an event for a removed registration, however
+ * late, finds nothing, and one for a new registration waits for the next
+ * snapshot. Whether a registration still counts is decided here alone.
  */
 #include <stdlib.h>
 
@@ -21,7 +29,7 @@ static bool external_disabled(AioContext *ctx)
     return atomic_load_explicit(&ctx->external_disable_cnt, memory_order_acquire) > 0;
 }
 
-bool aio__source_dispatchable(AioContext *ctx, AioSource *src)
+static bool aio__source_dispatchable(AioContext *ctx, AioSource *src)
 {
     return !atomic_load_explicit(&src->deleted, memory_order_acquire) &&
            !(src->is_external && external_disabled(ctx));
@@ -50,21 +58,29 @@ static void unlink_and_free_locked(AioContext *ctx, AioSource *src)
     if (src->next) {
         src->next->prev = src->prev;
     }
+    aio__object_close(&src->watch.obj);
     free(src);
 }
 
 static void unwatch_locked(AioContext *ctx, AioSource *src)
 {
     if (src->watched && ctx->ops->unwatch) {
-        ctx->ops->unwatch(ctx->be, src);
+        ctx->ops->unwatch(ctx->be, &src->watch);
     }
     src->watched = false;
+    src->active = false;
 }
 
+/* Makes src part of the snapshots: watched by the backend when it has an
+ * interest (an io_poll-only source has nothing to wait for). */
 static int watch_locked(AioContext *ctx, AioSource *src)
 {
-    int ret = ctx->ops->watch ? ctx->ops->watch(ctx->be, src) : 0;
-    src->watched = ret == 0;
+    int ret = 0;
+    if (src->watch.interest && ctx->ops->watch) {
+        ret = ctx->ops->watch(ctx->be, &src->watch);
+        src->watched = ret == 0;
+    }
+    src->active = ret == 0;
     return ret;
 }
 
@@ -118,48 +134,72 @@ static void remove_locked(AioContext *ctx, AioSource *src)
     }
 }
 
+static AioSource *source_new(aio_fd_t fd, AioEventNotifier *n, bool is_external,
+                             AioHandler *io_read, AioHandler *io_write,
+                             AioPollHandler *io_poll, void *opaque, int *err)
+{
+    AioSource *src = calloc(1, sizeof(*src));
+    if (!src) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    /* The context's own object, taken now: from here on nothing the user
+     * does to fd or n can make a wait name something else. */
+    *err = aio__object_open(&src->watch.obj, fd, n);
+    if (*err < 0) {
+        free(src);
+        return NULL;
+    }
+    src->watch.interest = (io_read ? AIO_EV_READ : 0u) | (io_write ? AIO_EV_WRITE : 0u);
+    src->fd = fd;
+    src->notifier = n;
+    src->is_external = is_external;
+    src->io_read = io_read;
+    src->io_write = io_write;
+    src->io_poll = io_poll;
+    src->opaque = opaque;
+    atomic_init(&src->deleted, false);
+    return src;
+}
+
 static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is_external,
                       AioHandler *io_read, AioHandler *io_write, AioPollHandler *io_poll,
                       void *opaque)
 {
     bool removing = !io_read && !io_write && !io_poll;
-    AioSource *src = NULL;
     /* A value that can never be a descriptor is refused either way; a
-     * closed one only when registering, so that removal after close()
-     * works. */
-    int err = n ? 0 : aio__check_fd(fd);
-    if (err == -EINVAL || (err < 0 && !removing)) {
-        return err;
+     * closed one only when registering (aio__object_open says so), so that
+     * removal after close() works. */
+    if (!n && removing && aio__check_fd(fd) == -EINVAL) {
+        return -EINVAL;
     }
+    /* A child that inherited the context must not change registrations
+     * that live in kernel objects it shares with the parent (aio.h,
+     * "fork()"). */
+    if (aio__ctx_forked(ctx)) {
+        return -ECHILD;
+    }
+    int ret = 0;
+    AioSource *src = NULL;
     if (!removing) {
-        src = calloc(1, sizeof(*src));
+        src = source_new(fd, n, is_external, io_read, io_write, io_poll, opaque, &ret);
         if (!src) {
-            return -ENOMEM;
+            return ret;
         }
-        src->fd = fd;
-        src->notifier = n;
-        if (n) {
-            src->handle = aio_event_notifier_get_handle(n);
-        }
-        src->is_external = is_external;
-        src->io_read = io_read;
-        src->io_write = io_write;
-        src->io_poll = io_poll;
-        src->opaque = opaque;
-        atomic_init(&src->deleted, false);
     }
 
-    int ret = 0;
     aio__mutex_lock(&ctx->list_lock);
     AioSource *old = find_live_locked(ctx, fd, n);
     if (old) {
         remove_locked(ctx, old);
     }
     if (src) {
+        src->watch.id = ++ctx->next_id;
         if (!(is_external && external_disabled(ctx))) {
             ret = watch_locked(ctx, src);
         }
         if (ret < 0) {
+            aio__object_close(&src->watch.obj);
             free(src);
         } else {
             src->next = ctx->sources;
@@ -196,15 +236,17 @@ int aio_set_event_notifier(AioContext *ctx, AioEventNotifier *n, bool is_externa
         return -EINVAL;
     }
     /* io_read NULL removes, as in QEMU: a notifier without a read handler
-     * would stay set and make every poll return at once. */
-    /* The fd field is unused for notifier sources: they are matched by
-     * pointer, and each backend waits on the notifier its own way. */
+     * would stay set and make every poll return at once. Notifier sources
+     * are matched by pointer; the fd key is unused. */
     return source_set(ctx, (aio_fd_t)0, n, is_external, io_read, NULL,
                       io_read ? io_poll : NULL, opaque);
 }
 
 static void set_external_watch_locked(AioContext *ctx, bool watch)
 {
+    if (aio__ctx_forked(ctx)) {
+        return; /* the watches live in kernel state shared with the parent */
+    }
     for (AioSource *src = ctx->sources; src; src = src->next) {
         if (!src->is_external || atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
             continue;
@@ -257,7 +299,7 @@ void aio_enable_external(AioContext *ctx)
 
 static int pollset_reserve(AioPollSet *set, size_t n)
 {
-    if (n <= set->cap) {
+    if (n <= set->cap && set->srcs) {
         return 0;
     }
     size_t cap = set->cap ? set->cap : 8;
@@ -269,13 +311,59 @@ static int pollset_reserve(AioPollSet *set, size_t n)
         return -ENOMEM;
     }
     set->srcs = srcs;
-    AioReady *ready = realloc(set->ready, cap * sizeof(*ready));
+    AioWatch **watches = realloc(set->watches, cap * sizeof(*watches));
+    if (!watches) {
+        return -ENOMEM;
+    }
+    set->watches = watches;
+    AioReady *ready = realloc(set->ws.ready, cap * sizeof(*ready));
     if (!ready) {
         return -ENOMEM;
     }
-    set->ready = ready;
+    set->ws.ready = ready;
+    /* The map stays at most half full, so a probe always ends. */
+    AioSource **map = realloc(set->map, 2 * cap * sizeof(*map));
+    if (!map) {
+        return -ENOMEM;
+    }
+    set->map = map;
+    set->map_mask = 2 * cap - 1;
     set->cap = cap;
     return 0;
+}
+
+static size_t id_hash(AioSourceId id, size_t mask)
+{
+    id *= UINT64_C(0x9e3779b97f4a7c15);
+    return (size_t)(id >> 32) & mask;
+}
+
+static void map_build(AioPollSet *set)
+{
+    for (size_t i = 0; i <= set->map_mask; i++) {
+        set->map[i] = NULL;
+    }
+    for (size_t i = 0; i < set->ws.n; i++) {
+        AioSource *src = set->srcs[i];
+        size_t j = id_hash(src->watch.id, set->map_mask);
+        while (set->map[j]) {
+            j = (j + 1) & set->map_mask;
+        }
+        set->map[j] = src;
+    }
+}
+
+/* The source of this snapshot with that id, or NULL: an id the backend
+ * reports for a registration the snapshot does not have (newer than it, or
+ * removed before it was taken) is nobody's business in this poll. */
+static AioSource *map_find(const AioPollSet *set, AioSourceId id)
+{
+    for (size_t j = id_hash(id, set->map_mask);; j = (j + 1) & set->map_mask) {
+        AioSource *src = set->map[j];
+        if (!src || src->watch.id == id) {
+            return src;
+        }
+    }
 }
 
 /*
@@ -315,9 +403,9 @@ static int pollset_reserve(AioPollSet *set, size_t n)
  */
 int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set)
 {
-    set->nready = 0;
+    set->ws.nready = 0;
     atomic_fetch_add(&ctx->walkers, 1);
-    if (set->generation == atomic_load(&ctx->generation)) {
+    if (set->ws.generation == atomic_load(&ctx->generation)) {
         return 0;
     }
 
@@ -326,17 +414,29 @@ int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set)
     unsigned gen = atomic_load_explicit(&ctx->generation, memory_order_relaxed);
     size_t n = 0;
     for (AioSource *src = ctx->sources; src; src = src->next) {
-        n += src->watched && !atomic_load_explicit(&src->deleted, memory_order_relaxed);
+        n += src->active && !atomic_load_explicit(&src->deleted, memory_order_relaxed);
     }
     ret = pollset_reserve(set, n);
     if (ret == 0) {
-        set->n = 0;
+        /* srcs[0, nw) are the sources with an interest, in the order of
+         * watches[]; the io_poll-only ones follow. */
+        size_t nw = 0, tail = n;
         for (AioSource *src = ctx->sources; src; src = src->next) {
-            if (src->watched && !atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
-                set->srcs[set->n++] = src;
+            if (!src->active || atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
+                continue;
+            }
+            if (src->watch.interest) {
+                set->watches[nw] = &src->watch;
+                set->srcs[nw++] = src;
+            } else {
+                set->srcs[--tail] = src;
             }
         }
-        set->generation = gen;
+        set->nsrcs = n;
+        set->ws.watches = set->watches;
+        set->ws.n = nw;
+        set->ws.generation = gen;
+        map_build(set);
     }
     aio__mutex_unlock(&ctx->list_lock);
     if (ret < 0) {
@@ -365,16 +465,19 @@ void aio__sources_end_walk(AioContext *ctx)
 bool aio__sources_dispatch(AioContext *ctx, AioPollSet *set)
 {
     bool progress = false;
-    for (size_t i = 0; i < set->nready; i++) {
-        AioSource *src = set->ready[i].src;
-        unsigned ev = set->ready[i].events;
+    for (size_t i = 0; i < set->ws.nready; i++) {
+        AioSource *src = map_find(set, set->ws.ready[i].id);
+        if (!src) {
+            continue;
+        }
+        unsigned ev = set->ws.ready[i].events & src->watch.interest;
         /* Re-checked before each callback: an earlier callback of this
          * round may have removed this source or disabled external ones. */
-        if ((ev & AIO_EV_READ) && src->io_read && aio__source_dispatchable(ctx, src)) {
+        if ((ev & AIO_EV_READ) && aio__source_dispatchable(ctx, src)) {
             src->io_read(src->opaque);
             progress = true;
         }
-        if ((ev & AIO_EV_WRITE) && src->io_write && aio__source_dispatchable(ctx, src)) {
+        if ((ev & AIO_EV_WRITE) && aio__source_dispatchable(ctx, src)) {
             src->io_write(src->opaque);
             progress = true;
         }
@@ -385,7 +488,7 @@ bool aio__sources_dispatch(AioContext *ctx, AioPollSet *set)
 bool aio__sources_poll(AioContext *ctx, AioPollSet *set)
 {
     bool progress = false;
-    for (size_t i = 0; i < set->n; i++) {
+    for (size_t i = 0; i < set->nsrcs; i++) {
         AioSource *src = set->srcs[i];
         if (src->io_poll && aio__source_dispatchable(ctx, src) && src->io_poll(src->opaque)) {
             progress = true;
@@ -396,11 +499,13 @@ bool aio__sources_poll(AioContext *ctx, AioPollSet *set)
 
 void aio__pollset_fini(AioContext *ctx, AioPollSet *set)
 {
-    if (ctx->ops->pollset_fini) {
-        ctx->ops->pollset_fini(ctx->be, set);
+    if (ctx->ops->waitset_fini) {
+        ctx->ops->waitset_fini(ctx->be, &set->ws);
     }
     free(set->srcs);
-    free(set->ready);
+    free(set->watches);
+    free(set->ws.ready);
+    free(set->map);
     *set = (AioPollSet){0};
 }
 

@@ -7,17 +7,13 @@
  * the same with 1 or 10000 idle descriptors. Several threads may wait on the
  * one epoll set at once (the home thread asleep, others polling with timeout
  * 0): level-triggered delivery lets each of them see a ready descriptor, and
- * every per-call array lives in the caller's AioPollSet.
+ * every per-call array lives in the caller's AioWaitSet.
  *
- * Event data is the AioSource pointer, but wait() dereferences only pointers
- * that are in the caller's snapshot (a hash of it is kept in the scratch),
- * because those are the sources guaranteed alive until the caller's poll
- * ends. Anything else is skipped: a source registered after the snapshot
- * (the core notifies, so a blocking poll comes round and picks it up), or a
- * registration the kernel kept after the user closed a descriptor whose file
- * lives on elsewhere (dup, fork) and that EPOLL_CTL_DEL can therefore no
- * longer name. The latter is a kernel limitation shared by every epoll user;
- * remove handlers before closing descriptors that are shared.
+ * Event data is the watch's id and each watch's descriptor is the context's
+ * private duplicate (epoll-internal.h): removal always takes it out of the
+ * kernel's set, also when the user closed their descriptor first and the
+ * file lives on elsewhere (dup, a child process), and an event that raced
+ * with the removal names an id the core no longer resolves.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,19 +28,26 @@
 
 /* ---- the engine ----------------------------------------------------------- */
 
+#define WAKE_ID 0 /* no watch has id 0 */
+
 int aio__epoll_open(AioEpoll *ep, int wake_fd)
 {
     ep->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (ep->epfd < 0) {
         return -errno;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ep};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
     if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, wake_fd, &ev) < 0) {
         int err = -errno;
         close(ep->epfd);
         ep->epfd = -1;
         return err;
     }
+    ep->forked = false;
+    aio__mutex_init(&ep->always_lock);
+    ep->always = NULL;
+    ep->nalways_cap = 0;
+    atomic_init(&ep->nalways, 0);
     atomic_store_explicit(&ep->nregistered, 1, memory_order_relaxed);
     return 0;
 }
@@ -53,117 +56,101 @@ void aio__epoll_close(AioEpoll *ep)
 {
     if (ep->epfd >= 0) {
         close(ep->epfd);
+        aio__mutex_destroy(&ep->always_lock);
+        free(ep->always);
+        ep->always = NULL;
     }
     ep->epfd = -1;
 }
 
-static uint32_t interest(const AioSource *src)
+static uint32_t interest_events(const AioWatch *w)
 {
-    return (src->io_read ? EPOLLIN : 0u) | (src->io_write ? EPOLLOUT : 0u);
+    return (w->interest & AIO_EV_READ ? EPOLLIN : 0u) | (w->interest & AIO_EV_WRITE ? EPOLLOUT : 0u);
 }
 
-int aio__epoll_add(AioEpoll *ep, AioEpollReg *reg)
+static int always_add(AioEpoll *ep, AioSourceId id)
 {
-    AioSource *src = reg->src;
-    reg->fd = -1;
-    reg->dup = false;
-    uint32_t events = interest(src);
-    if (!events) {
-        return 0;
+    aio__mutex_lock(&ep->always_lock);
+    size_t n = atomic_load_explicit(&ep->nalways, memory_order_relaxed);
+    if (n == ep->nalways_cap) {
+        size_t cap = ep->nalways_cap ? ep->nalways_cap * 2 : 4;
+        AioSourceId *a = realloc(ep->always, cap * sizeof(*a));
+        if (!a) {
+            aio__mutex_unlock(&ep->always_lock);
+            return -ENOMEM;
+        }
+        ep->always = a;
+        ep->nalways_cap = cap;
     }
-    struct epoll_event ev = {.events = events, .data.ptr = src};
-    int fd = aio__source_fd(src);
-    if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
-        reg->fd = fd;
-    } else if (errno == EEXIST) {
-        /* The same (file, descriptor) pair is already in the set under
-         * another source: an fd handler on an event notifier's descriptor.
-         * The kernel keys registrations by descriptor number too, so a
-         * private duplicate gets its own. */
-        int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (dfd < 0) {
-            return -errno;
+    ep->always[n] = id;
+    atomic_store_explicit(&ep->nalways, n + 1, memory_order_relaxed);
+    aio__mutex_unlock(&ep->always_lock);
+    return 0;
+}
+
+static bool always_del(AioEpoll *ep, AioSourceId id)
+{
+    if (atomic_load_explicit(&ep->nalways, memory_order_relaxed) == 0) {
+        return false; /* only add/del write it, and they are serialised */
+    }
+    bool found = false;
+    aio__mutex_lock(&ep->always_lock);
+    size_t n = atomic_load_explicit(&ep->nalways, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        if (ep->always[i] == id) {
+            ep->always[i] = ep->always[n - 1];
+            atomic_store_explicit(&ep->nalways, n - 1, memory_order_relaxed);
+            found = true;
+            break;
         }
-        if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, dfd, &ev) < 0) {
-            int err = -errno;
-            close(dfd);
-            return err;
-        }
-        reg->fd = dfd;
-        reg->dup = true;
-    } else {
-        return -errno;
+    }
+    aio__mutex_unlock(&ep->always_lock);
+    return found;
+}
+
+int aio__epoll_add(AioEpoll *ep, const AioWatch *w)
+{
+    struct epoll_event ev = {.events = interest_events(w), .data.u64 = w->id};
+    if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, aio__watch_fd(w), &ev) < 0) {
+        /* EPERM: a file epoll cannot watch, which poll() reports ready for
+         * both directions at all times; report it the same way. */
+        return errno == EPERM ? always_add(ep, w->id) : -errno;
     }
     atomic_fetch_add_explicit(&ep->nregistered, 1, memory_order_relaxed);
     return 0;
 }
 
-void aio__epoll_del(AioEpoll *ep, AioEpollReg *reg)
+void aio__epoll_del(AioEpoll *ep, const AioWatch *w)
 {
-    if (reg->fd < 0) {
+    if (always_del(ep, w->id)) {
         return;
     }
-    /* EBADF/ENOENT: the user closed the descriptor first (allowed), and
-     * closing removed the registration already, unless the file is still
-     * open elsewhere (see the top of this file). */
-    (void)epoll_ctl(ep->epfd, EPOLL_CTL_DEL, reg->fd, NULL);
-    if (reg->dup) {
-        close(reg->fd);
-    }
-    reg->fd = -1;
-    reg->dup = false;
     atomic_fetch_sub_explicit(&ep->nregistered, 1, memory_order_relaxed);
+    if (ep->forked) {
+        /* The set is shared with the parent, whose registration of this
+         * (file, descriptor) pair is the same entry: leave it alone. */
+        return;
+    }
+    /* Cannot fail: the descriptor is the context's own and still open, so
+     * the kernel still has it under exactly this number. */
+    (void)epoll_ctl(ep->epfd, EPOLL_CTL_DEL, aio__watch_fd(w), NULL);
 }
 
-static size_t ptr_hash(const void *p)
+/* Appends the always-ready watches; true if there are any. */
+static bool report_always(AioEpoll *ep, AioWaitSet *set)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 29;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 32;
-    return (size_t)x;
-}
-
-static int build_hash(AioPollSet *set, AioEpollScratch *sc)
-{
-    size_t size = 16;
-    while (size < 2 * set->n) {
-        size *= 2;
+    if (atomic_load_explicit(&ep->nalways, memory_order_relaxed) == 0) {
+        return false;
     }
-    if (!sc->hash || sc->hash_mask + 1 != size) {
-        AioSource **h = malloc(size * sizeof(*h));
-        if (!h) {
-            return -ENOMEM;
-        }
-        free(sc->hash);
-        sc->hash = h;
-        sc->hash_mask = size - 1;
+    aio__mutex_lock(&ep->always_lock);
+    size_t n = atomic_load_explicit(&ep->nalways, memory_order_relaxed);
+    for (size_t i = 0; i < n && set->nready < set->n; i++) {
+        set->ready[set->nready].id = ep->always[i];
+        set->ready[set->nready].events = AIO_EV_READ | AIO_EV_WRITE;
+        set->nready++;
     }
-    for (size_t i = 0; i < size; i++) {
-        sc->hash[i] = NULL;
-    }
-    for (size_t i = 0; i < set->n; i++) {
-        size_t j = ptr_hash(set->srcs[i]) & sc->hash_mask;
-        while (sc->hash[j]) {
-            j = (j + 1) & sc->hash_mask;
-        }
-        sc->hash[j] = set->srcs[i];
-    }
-    sc->generation = set->generation;
-    sc->valid = true;
-    return 0;
-}
-
-static bool in_snapshot(const AioEpollScratch *sc, const AioSource *src)
-{
-    for (size_t j = ptr_hash(src) & sc->hash_mask;; j = (j + 1) & sc->hash_mask) {
-        if (sc->hash[j] == src) {
-            return true;
-        }
-        if (!sc->hash[j]) {
-            return false;
-        }
-    }
+    aio__mutex_unlock(&ep->always_lock);
+    return n > 0;
 }
 
 #if AIOPOLL_HAVE_EPOLL_PWAIT2
@@ -189,16 +176,15 @@ static int do_epoll_wait(int epfd, struct epoll_event *evs, int max, int64_t tim
     return epoll_wait(epfd, evs, max, aio__timeout_ms_ceil(timeout_ns));
 }
 
-int aio__epoll_wait(AioEpoll *ep, AioPollSet *set, AioEpollScratch *sc, int64_t timeout_ns,
+int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,
                     bool with_kick, bool *kicked)
 {
     *kicked = false;
     set->nready = 0;
-    if (!sc->valid || sc->generation != set->generation) {
-        int err = build_hash(set, sc);
-        if (err) {
-            return err;
-        }
+    /* Always-ready descriptors first: a wait must not sleep past them. An id
+     * that is not in this caller's snapshot is dropped by the core. */
+    if (report_always(ep, set)) {
+        timeout_ns = 0;
     }
     /* Room for every registered descriptor, so that one call reports all
      * that are ready. The count may grow under us; what does not fit now is
@@ -223,29 +209,25 @@ int aio__epoll_wait(AioEpoll *ep, AioPollSet *set, AioEpollScratch *sc, int64_t 
         return errno == EINTR ? 0 : -errno;
     }
     for (int i = 0; i < r; i++) {
-        void *p = evs[i].data.ptr;
-        if (p == ep) {
-            /* The wake-up eventfd: only a blocking wait may report it. It
-             * is not read here either way. */
+        AioSourceId id = evs[i].data.u64;
+        if (id == WAKE_ID) {
+            /* Only a blocking wait may report it. It is not read here
+             * either way. */
             *kicked |= with_kick;
-            continue;
-        }
-        AioSource *src = p;
-        if (!in_snapshot(sc, src)) {
             continue;
         }
         uint32_t re = evs[i].events;
         unsigned ev = 0;
-        if (src->io_read && (re & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) {
+        if (re & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
             ev |= AIO_EV_READ;
         }
-        if (src->io_write && (re & (EPOLLOUT | EPOLLERR))) {
+        if (re & (EPOLLOUT | EPOLLERR)) {
             ev |= AIO_EV_WRITE;
         }
-        /* Each registration is reported at most once per call and every
-         * one that passes the check is in the snapshot: at most set->n. */
-        if (ev && set->nready < set->n) {
-            set->ready[set->nready].src = src;
+        /* Ids the snapshot lacks (registered since) may take a slot; what
+         * is crowded out stays ready for the next call. */
+        if (set->nready < set->n) {
+            set->ready[set->nready].id = id;
             set->ready[set->nready].events = ev;
             set->nready++;
         }
@@ -256,7 +238,6 @@ int aio__epoll_wait(AioEpoll *ep, AioPollSet *set, AioEpollScratch *sc, int64_t 
 void aio__epoll_scratch_fini(AioEpollScratch *sc)
 {
     free(sc->events);
-    free(sc->hash);
     *sc = (AioEpollScratch){0};
 }
 
@@ -306,33 +287,22 @@ static void epoll_clear_kick(AioBackend *be)
     aio__notifier_test_and_clear(&be->wake);
 }
 
-static int epoll_watch(AioBackend *be, AioSource *src)
+static int epoll_watch(AioBackend *be, AioWatch *w)
 {
-    AioEpollReg *reg = malloc(sizeof(*reg));
-    if (!reg) {
-        return -ENOMEM;
-    }
-    reg->src = src;
-    int err = aio__epoll_add(&be->ep, reg);
-    if (err) {
-        free(reg);
-        return err;
-    }
-    src->backend_data = reg;
-    return 0;
+    return aio__epoll_add(&be->ep, w);
 }
 
-static void epoll_unwatch(AioBackend *be, AioSource *src)
+static void epoll_unwatch(AioBackend *be, AioWatch *w)
 {
-    AioEpollReg *reg = src->backend_data;
-    if (reg) {
-        aio__epoll_del(&be->ep, reg);
-        free(reg);
-        src->backend_data = NULL;
-    }
+    aio__epoll_del(&be->ep, w);
 }
 
-static int epoll_be_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool with_kick,
+static void epoll_forked(AioBackend *be)
+{
+    be->ep.forked = true;
+}
+
+static int epoll_be_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool with_kick,
                          bool *kicked)
 {
     if (!set->scratch) {
@@ -346,7 +316,7 @@ static int epoll_be_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bo
     return aio__epoll_wait(&be->ep, set, set->scratch, timeout_ns, with_kick, kicked);
 }
 
-static void epoll_pollset_fini(AioBackend *be, AioPollSet *set)
+static void epoll_waitset_fini(AioBackend *be, AioWaitSet *set)
 {
     (void)be;
     if (set->scratch) {
@@ -365,5 +335,6 @@ const AioBackendOps aio__backend_epoll = {
     .watch = epoll_watch,
     .unwatch = epoll_unwatch,
     .wait = epoll_be_wait,
-    .pollset_fini = epoll_pollset_fini,
+    .waitset_fini = epoll_waitset_fini,
+    .forked = epoll_forked,
 };

@@ -49,6 +49,12 @@
  * The internal environment variable AIOPOLL_EPOLL_THRESHOLD overrides it
  * ("off" never switches); the benchmark and tests use it. */
 #define EPOLL_THRESHOLD 8
+
+/* A watch as the hybrid keeps it: w->backend_data, watch to unwatch. */
+typedef struct PollReg {
+    const AioWatch *w;
+    size_t index; /* in be->watched */
+} PollReg;
 #endif
 
 struct AioBackend {
@@ -61,12 +67,12 @@ struct AioBackend {
     bool epoll_failed;      /* the switch failed once; stay on ppoll */
     atomic_bool epoll_mode; /* release/acquire: the set is complete */
     AioEpoll ep;
-    AioEpollReg **watched;  /* every watched source, for the switch */
+    PollReg **watched;      /* every watch, for the switch */
     size_t nwatched, watched_cap;
 #endif
 };
 
-/* Per-AioPollSet scratch. */
+/* Per-AioWaitSet scratch. */
 typedef struct PollScratch {
     struct pollfd *pfd; /* slot 0 is the wake-up descriptor */
     size_t pfd_cap;
@@ -117,12 +123,13 @@ static void poll_clear_kick(AioBackend *be)
     aio__notifier_test_and_clear(&be->wake);
 }
 
-static short interest(const AioSource *src)
+static short interest(const AioWatch *w)
 {
-    return (short)((src->io_read ? POLLIN : 0) | (src->io_write ? POLLOUT : 0));
+    return (short)((w->interest & AIO_EV_READ ? POLLIN : 0) |
+                   (w->interest & AIO_EV_WRITE ? POLLOUT : 0));
 }
 
-static int build_pollfds(AioPollSet *set, PollScratch *sc)
+static int build_pollfds(AioWaitSet *set, PollScratch *sc)
 {
     size_t need = set->n + 1;
     if (need > sc->pfd_cap) {
@@ -135,19 +142,16 @@ static int build_pollfds(AioPollSet *set, PollScratch *sc)
     }
     struct pollfd *pfd = sc->pfd;
     for (size_t i = 0; i < set->n; i++) {
-        AioSource *src = set->srcs[i];
-        short ev = interest(src);
-        /* No interest: leave it out, or its POLLHUP would end every sleep
-         * with nothing for anyone to dispatch. */
-        pfd[i + 1].fd = ev ? aio__source_fd(src) : -1;
-        pfd[i + 1].events = ev;
+        const AioWatch *w = set->watches[i];
+        pfd[i + 1].fd = aio__watch_fd(w);
+        pfd[i + 1].events = interest(w);
     }
     sc->generation = set->generation;
     sc->valid = true;
     return 0;
 }
 
-static int poll_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool with_kick,
+static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool with_kick,
                      bool *kicked)
 {
     *kicked = false;
@@ -203,16 +207,16 @@ static int poll_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool w
         if (!re) {
             continue;
         }
-        AioSource *src = set->srcs[i];
+        /* POLLNVAL cannot happen: the descriptor is the context's own. */
         unsigned ev = 0;
-        if (src->io_read && (re & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
+        if (re & (POLLIN | POLLHUP | POLLERR)) {
             ev |= AIO_EV_READ;
         }
-        if (src->io_write && (re & (POLLOUT | POLLERR | POLLNVAL))) {
+        if (re & (POLLOUT | POLLERR)) {
             ev |= AIO_EV_WRITE;
         }
         if (ev) {
-            set->ready[set->nready].src = src;
+            set->ready[set->nready].id = set->watches[i]->id;
             set->ready[set->nready].events = ev;
             set->nready++;
         }
@@ -220,7 +224,7 @@ static int poll_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool w
     return 0;
 }
 
-static void poll_pollset_fini(AioBackend *be, AioPollSet *set)
+static void poll_waitset_fini(AioBackend *be, AioWaitSet *set)
 {
     (void)be;
     PollScratch *sc = set->scratch;
@@ -249,7 +253,7 @@ static size_t threshold_from_env(void)
     return *end || n < 0 ? EPOLL_THRESHOLD : (size_t)n;
 }
 
-/* Moves every watched source into a new epoll set. List lock held. */
+/* Moves every watch into a new epoll set. List lock held. */
 static void switch_to_epoll(AioBackend *be)
 {
     if (aio__epoll_open(&be->ep, be->wake.rfd) != 0) {
@@ -257,11 +261,10 @@ static void switch_to_epoll(AioBackend *be)
         return;
     }
     for (size_t i = 0; i < be->nwatched; i++) {
-        if (aio__epoll_add(&be->ep, be->watched[i]) != 0) {
-            /* A descriptor epoll refuses (a regular file: EPERM) or no
-             * kernel memory: ppoll handles everything, stay there. */
+        if (aio__epoll_add(&be->ep, be->watched[i]->w) != 0) {
+            /* No kernel memory: ppoll handles everything, stay there. */
             while (i-- > 0) {
-                aio__epoll_del(&be->ep, be->watched[i]);
+                aio__epoll_del(&be->ep, be->watched[i]->w);
             }
             aio__epoll_close(&be->ep);
             be->epoll_failed = true;
@@ -271,26 +274,24 @@ static void switch_to_epoll(AioBackend *be)
     atomic_store_explicit(&be->epoll_mode, true, memory_order_release);
 }
 
-static int hybrid_watch(AioBackend *be, AioSource *src)
+static int hybrid_watch(AioBackend *be, AioWatch *w)
 {
     if (be->nwatched == be->watched_cap) {
         size_t cap = be->watched_cap ? be->watched_cap * 2 : 16;
-        AioEpollReg **w = realloc(be->watched, cap * sizeof(*w));
-        if (!w) {
+        PollReg **r = realloc(be->watched, cap * sizeof(*r));
+        if (!r) {
             return -ENOMEM;
         }
-        be->watched = w;
+        be->watched = r;
         be->watched_cap = cap;
     }
-    AioEpollReg *reg = malloc(sizeof(*reg));
+    PollReg *reg = malloc(sizeof(*reg));
     if (!reg) {
         return -ENOMEM;
     }
-    reg->src = src;
-    reg->fd = -1;
-    reg->dup = false;
+    reg->w = w;
     if (atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
-        int err = aio__epoll_add(&be->ep, reg);
+        int err = aio__epoll_add(&be->ep, w);
         if (err) {
             free(reg);
             return err;
@@ -298,7 +299,7 @@ static int hybrid_watch(AioBackend *be, AioSource *src)
     }
     reg->index = be->nwatched;
     be->watched[be->nwatched++] = reg;
-    src->backend_data = reg;
+    w->backend_data = reg;
     if (be->nwatched > be->threshold && !be->epoll_failed &&
         !atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
         switch_to_epoll(be);
@@ -306,20 +307,22 @@ static int hybrid_watch(AioBackend *be, AioSource *src)
     return 0;
 }
 
-static void hybrid_unwatch(AioBackend *be, AioSource *src)
+static void hybrid_unwatch(AioBackend *be, AioWatch *w)
 {
-    AioEpollReg *reg = src->backend_data;
-    if (!reg) {
-        return;
-    }
+    PollReg *reg = w->backend_data;
     if (atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
-        aio__epoll_del(&be->ep, reg);
+        aio__epoll_del(&be->ep, w);
     }
-    AioEpollReg *last = be->watched[--be->nwatched];
+    PollReg *last = be->watched[--be->nwatched];
     last->index = reg->index;
     be->watched[reg->index] = last;
     free(reg);
-    src->backend_data = NULL;
+    w->backend_data = NULL;
+}
+
+static void hybrid_forked(AioBackend *be)
+{
+    be->ep.forked = true;
 }
 
 static const char *hybrid_current_name(AioBackend *be)
@@ -353,9 +356,10 @@ const AioBackendOps aio__backend_ppoll = {
     .watch = hybrid_watch,
     .unwatch = hybrid_unwatch,
     .current_name = hybrid_current_name,
+    .forked = hybrid_forked,
 #endif
     .wait = poll_wait,
-    .pollset_fini = poll_pollset_fini,
+    .waitset_fini = poll_waitset_fini,
 };
 #endif
 
@@ -371,5 +375,5 @@ const AioBackendOps aio__backend_pipe_poll = {
     .kick = poll_kick,
     .clear_kick = poll_clear_kick,
     .wait = poll_wait,
-    .pollset_fini = poll_pollset_fini,
+    .waitset_fini = poll_waitset_fini,
 };

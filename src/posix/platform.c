@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "platform.h"
 #include "posix-internal.h"
@@ -86,4 +87,59 @@ int aio__timeout_ms_ceil(int64_t timeout_ns)
     }
     int64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
     return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n)
+{
+    int src = n ? n->rfd : fd;
+    if (src < 0) {
+        return -EINVAL;
+    }
+    /* A private duplicate, so that the registration names an open file of
+     * its own: the user may close fd (or free n) before removing the
+     * handler, and the number may then be reused for anything, but this
+     * descriptor stays what the backend waits on and, for epoll, the key
+     * that EPOLL_CTL_DEL always finds (docs/design.md, "Owned objects"). */
+    int d = fcntl(src, F_DUPFD_CLOEXEC, 0);
+    if (d < 0) {
+        return errno == EINVAL ? -EBADF : -errno;
+    }
+    o->is_event = n != NULL;
+    o->fd = n ? -1 : d;
+    o->handle = n ? d : -1;
+    return 0;
+}
+
+void aio__object_close(AioObject *o)
+{
+    int d = o->is_event ? o->handle : o->fd;
+    if (d >= 0) {
+        close(d);
+    }
+    o->fd = o->handle = -1;
+}
+
+/* Bumped in the child by pthread_atfork: a context created before the fork
+ * sees a generation other than its own there. Relaxed is enough: only the
+ * forking thread exists in the child when the handler runs, and every later
+ * thread of the child is created after it. */
+static atomic_uint fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+
+static void fork_register(void)
+{
+    /* Failure (ENOMEM) leaves fork undetected: children then behave as the
+     * parent would, which is what the library did before it had a policy. */
+    (void)pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+unsigned aio__fork_generation(void)
+{
+    pthread_once(&fork_once, fork_register);
+    return atomic_load_explicit(&fork_gen, memory_order_relaxed);
 }

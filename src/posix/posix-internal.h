@@ -25,12 +25,10 @@ void aio__notifier_close(AioEventNotifier *n);
 int aio__notifier_set(AioEventNotifier *n);
 bool aio__notifier_test_and_clear(AioEventNotifier *n);
 
-/* The descriptor a POSIX backend waits on for src. For notifiers it is the
- * copy taken at registration: the notifier itself may be freed once the
- * source is removed, while a snapshot still names it. */
-static inline int aio__source_fd(const AioSource *src)
+/* The descriptor a POSIX backend waits on for w: the context's own. */
+static inline int aio__watch_fd(const AioWatch *w)
 {
-    return src->notifier ? src->handle : src->fd;
+    return w->obj.is_event ? w->obj.handle : w->obj.fd;
 }
 
 /* Timeout conversions that round *up*, so that no timer fires early. */
