@@ -464,3 +464,63 @@ Test(context, last_unref_then_ref_in_callback_keeps_context, .timeout = 10)
     cr_assert_eq(atomic_load(&l.later), 1);
     aio_context_unref(l.ctx);
 }
+
+/* ---- Thread ids are never reused ---------------------------------------- */
+
+typedef struct dead_home {
+    AioContext *ctx;
+    uint64_t os_id;
+    bool in_home;
+    int poll_ret;
+} dead_home;
+
+static void create_and_exit(void *p)
+{
+    dead_home *d = p;
+    d->ctx = aio_context_new();
+    d->os_id = tsup_os_thread_id();
+}
+
+static void probe_home(void *p)
+{
+    dead_home *d = p;
+    d->os_id = tsup_os_thread_id();
+    d->in_home = aio_context_in_home_thread(d->ctx);
+    /* A thread wrongly taken for home would sleep here: the notification
+     * makes that sleep end at once, so the probe reports it instead of
+     * hanging. */
+    aio_notify(d->ctx);
+    d->poll_ret = aio_poll(d->ctx, true);
+}
+
+/* Windows gives a dead thread's id to a new thread at once; a context whose
+ * home thread exited must not adopt whichever thread gets the id next. */
+Test(context, new_thread_never_inherits_a_dead_home, .timeout = 60)
+{
+    dead_home d = {0};
+    tc_thread *t = tc_thread_start(create_and_exit, &d);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_not_null(d.ctx, "aio_context_new on a helper thread failed");
+    cr_assert(!aio_context_in_home_thread(d.ctx));
+
+    /* Until the dead thread's OS id comes back (on Wine after a few hundred
+     * threads). */
+    int reused = 0, probes = 0;
+    for (; probes < 5000 && reused == 0; probes++) {
+        dead_home p = {.ctx = d.ctx, .poll_ret = 12345};
+        t = tc_thread_start(probe_home, &p);
+        cr_assert(tc_thread_join(t, TC_BOUND_MS), "probe thread %d stuck in aio_poll", probes);
+        reused += p.os_id == d.os_id;
+        cr_assert(!p.in_home, "thread %d (OS id %llu%s) claims to be the dead thread's home",
+                  probes, (unsigned long long)p.os_id,
+                  p.os_id == d.os_id ? ", the dead home's" : "");
+        cr_assert_eq(p.poll_ret, -EPERM, "thread %d: blocking poll returned %d, not -EPERM",
+                     probes, p.poll_ret);
+    }
+    if (TSUP_OS_THREAD_IDS_REUSED) {
+        cr_assert_gt(reused, 0, "the OS id %llu never came back in %d threads: the test did "
+                     "not exercise reuse", (unsigned long long)d.os_id, probes);
+    }
+    cr_assert_eq(aio_context_set_home_thread(d.ctx), 0);
+    aio_context_unref(d.ctx);
+}

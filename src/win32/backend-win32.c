@@ -6,8 +6,11 @@
  *    resets it, and nothing else changes it: waiting on a manual-reset event
  *    does not reset it, so wait() can observe a kick without consuming it.
  *    It is in the wait list only when with_kick (blocking polls).
- *  - Event notifiers: their manual-reset event handles are waited on
- *    directly; signalled means READ.
+ *  - Event notifiers: the context's duplicate of each notifier's
+ *    manual-reset event (AioObject.handle, aio__object_open) is waited on
+ *    directly; signalled means READ. The backend only ever waits on the
+ *    objects of the AioWaitSet it is given (plus its own wake-up event,
+ *    socket events and helper-thread controls), never on a user's value.
  *  - Sockets: one WSAEVENT per watched socket, associated with
  *    WSAEventSelect (FD_READ|FD_ACCEPT|FD_CLOSE for read interest,
  *    FD_WRITE|FD_CONNECT for write interest). The event only says "something
@@ -21,7 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aio-internal.h"
+#include "backend.h"
+#include "platform.h"
 #include "win32-internal.h"
 #include "win32-waiters.h"
 
@@ -31,14 +35,17 @@
  * one would otherwise never be reported writable again. */
 #define WRITE_RECHECK_NS (50 * 1000 * 1000)
 
-/* The socket part of a watched source: src->backend_data. Reference counted,
- * because a poller's handle array may still name the event after the source
- * was unwatched; the event is closed only when no array uses it. */
+/* The socket part of a watch: w->backend_data. Reference counted, because a
+ * poller's handle array may still name the event after the watch was
+ * unwatched; the event is closed only when no array uses it. */
 typedef struct SockRec {
     SOCKET s;
     WSAEVENT ev;
     unsigned interest; /* AIO_EV_READ / AIO_EV_WRITE */
     atomic_long refs;
+    /* Set by unwatch(): the user may close the socket from then on (and
+     * Winsock may give its value to a new socket), so scans leave it out. */
+    atomic_bool unwatched;
     /* The event may be signalled for a reason already accounted for: reset
      * it (and only then re-check the socket) before the next sleep. */
     atomic_bool dirty;
@@ -46,7 +53,7 @@ typedef struct SockRec {
 
 struct AioBackend {
     HANDLE wake; /* manual-reset */
-    /* Guards src->backend_data against unwatch() while a poller takes a
+    /* Guards w->backend_data against unwatch() while a poller takes a
      * reference to the record. */
     SRWLOCK rec_lock;
     AioWaiterPool waiters;
@@ -61,18 +68,19 @@ typedef struct BigFdSet {
 _Static_assert(offsetof(BigFdSet, fd_array) == offsetof(fd_set, fd_array),
                "BigFdSet must have fd_set's layout");
 
-/* Per poll set: built from set->srcs when the snapshot changes. */
+/* Per wait set: built from set->watches when the snapshot changes. */
 typedef struct Scratch {
-    unsigned generation; /* the AioPollSet generation this was built from */
+    unsigned generation; /* the AioWaitSet generation this was built from */
     bool valid;
     size_t cap;
     /* wh[0] is the wake-up event, wh[1 .. 1+nn) the notifiers' handles,
      * wh[1+nn .. 1+nn+ns) the sockets' events. */
     HANDLE *wh;
     size_t nn, ns;
-    AioSource **nsrc;
-    AioSource **ssrc;
+    AioSourceId *nid; /* the watch of each notifier handle */
+    AioSourceId *sid; /* ... and of each socket */
     SockRec **srec;
+    size_t *fired;    /* aio__waiters_threads(1 + cap) entries */
     unsigned *ev; /* readiness found by a scan: [0, nn) notifiers, [nn, nn+ns) sockets */
     BigFdSet *rd, *wr, *ex;
     size_t *rmap, *wmap, *xmap; /* fd_array slot -> socket index */
@@ -88,31 +96,27 @@ static void rec_unref(SockRec *rec)
     }
 }
 
-static int w32_watch(AioBackend *be, AioSource *src)
+static int w32_watch(AioBackend *be, AioWatch *w)
 {
-    if (src->notifier) {
+    if (w->obj.is_event) {
         return 0; /* waited on through its handle; nothing to register */
-    }
-    unsigned interest = (src->io_read ? AIO_EV_READ : 0) | (src->io_write ? AIO_EV_WRITE : 0);
-    if (!interest) {
-        return 0; /* io_poll only: nothing to wait for */
     }
     SockRec *rec = calloc(1, sizeof(*rec));
     if (!rec) {
         return -ENOMEM;
     }
-    rec->s = src->fd;
-    rec->interest = interest;
+    rec->s = w->obj.fd;
+    rec->interest = w->interest;
     rec->ev = WSACreateEvent();
     if (rec->ev == WSA_INVALID_EVENT) {
         free(rec);
         return -ENOMEM;
     }
     long mask = 0;
-    if (interest & AIO_EV_READ) {
+    if (rec->interest & AIO_EV_READ) {
         mask |= FD_READ | FD_ACCEPT | FD_CLOSE;
     }
-    if (interest & AIO_EV_WRITE) {
+    if (rec->interest & AIO_EV_WRITE) {
         mask |= FD_WRITE | FD_CONNECT;
     }
     /* Also makes the socket non-blocking, for good (docs/win32-backend.md). */
@@ -124,21 +128,23 @@ static int w32_watch(AioBackend *be, AioSource *src)
     }
     atomic_init(&rec->refs, 1);
     atomic_init(&rec->dirty, true);
+    atomic_init(&rec->unwatched, false);
     AcquireSRWLockExclusive(&be->rec_lock);
-    src->backend_data = rec;
+    w->backend_data = rec;
     ReleaseSRWLockExclusive(&be->rec_lock);
     return 0;
 }
 
-static void w32_unwatch(AioBackend *be, AioSource *src)
+static void w32_unwatch(AioBackend *be, AioWatch *w)
 {
     AcquireSRWLockExclusive(&be->rec_lock);
-    SockRec *rec = src->backend_data;
-    src->backend_data = NULL;
+    SockRec *rec = w->backend_data;
+    w->backend_data = NULL;
     ReleaseSRWLockExclusive(&be->rec_lock);
     if (!rec) {
         return;
     }
+    atomic_store_explicit(&rec->unwatched, true, memory_order_relaxed);
     /* Cancel the association while the socket may still be open, so that
      * Winsock never signals an event we are about to close. This fails
      * harmlessly when the socket was closed already (closesocket cancels it
@@ -206,9 +212,10 @@ static void scratch_free(Scratch *sc)
 {
     scratch_release_recs(sc);
     free(sc->wh);
-    free(sc->nsrc);
-    free(sc->ssrc);
+    free(sc->nid);
+    free(sc->sid);
     free(sc->srec);
+    free(sc->fired);
     free(sc->ev);
     free(sc->rd);
     free(sc->wr);
@@ -237,9 +244,10 @@ static int scratch_reserve(Scratch *sc, size_t n)
         sc->field = p_;                                             \
     } while (0)
     GROW(wh, cap + 1);
-    GROW(nsrc, cap);
-    GROW(ssrc, cap);
+    GROW(nid, cap);
+    GROW(sid, cap);
     GROW(srec, cap);
+    GROW(fired, aio__waiters_threads(cap + 1));
     GROW(ev, cap);
     GROW(rmap, cap);
     GROW(wmap, cap);
@@ -258,7 +266,7 @@ static int scratch_reserve(Scratch *sc, size_t n)
     return 0;
 }
 
-static int scratch_build(AioBackend *be, AioPollSet *set)
+static int scratch_build(AioBackend *be, AioWaitSet *set)
 {
     Scratch *sc = set->scratch;
     if (!sc) {
@@ -275,33 +283,29 @@ static int scratch_build(AioBackend *be, AioPollSet *set)
         return err;
     }
 
+    /* Every watch of the set stays valid, its object open, until the set
+     * is gone (backend.h), whatever the user did with their notifier or
+     * socket meanwhile: nothing here needs to know whether it was removed
+     * since the snapshot. A socket's record may be gone (unwatched): then
+     * its watch is left out, it no longer counts. */
     AcquireSRWLockShared(&be->rec_lock);
     for (size_t i = 0; i < set->n; i++) {
-        AioSource *src = set->srcs[i];
-        /* Skip what was removed since the snapshot: its notifier may be
-         * freed already. */
-        if (atomic_load_explicit(&src->deleted, memory_order_acquire)) {
+        AioWatch *w = set->watches[i];
+        if (w->obj.is_event) {
+            sc->nid[sc->nn] = w->id;
+            sc->wh[1 + sc->nn++] = w->obj.handle;
             continue;
         }
-        if (src->notifier) {
-            if (src->io_read) {
-                sc->nsrc[sc->nn++] = src;
-            }
-            continue;
-        }
-        SockRec *rec = src->backend_data;
+        SockRec *rec = w->backend_data;
         if (rec) {
             atomic_fetch_add(&rec->refs, 1);
-            sc->ssrc[sc->ns] = src;
+            sc->sid[sc->ns] = w->id;
             sc->srec[sc->ns++] = rec;
         }
     }
     ReleaseSRWLockShared(&be->rec_lock);
 
     sc->wh[0] = be->wake;
-    for (size_t i = 0; i < sc->nn; i++) {
-        sc->wh[1 + i] = sc->nsrc[i]->handle;
-    }
     for (size_t i = 0; i < sc->ns; i++) {
         sc->wh[1 + sc->nn + i] = sc->srec[i]->ev;
     }
@@ -310,7 +314,7 @@ static int scratch_build(AioBackend *be, AioPollSet *set)
     return 0;
 }
 
-static void w32_pollset_fini(AioBackend *be, AioPollSet *set)
+static void w32_waitset_fini(AioBackend *be, AioWaitSet *set)
 {
     (void)be;
     if (set->scratch) {
@@ -321,40 +325,33 @@ static void w32_pollset_fini(AioBackend *be, AioPollSet *set)
 
 /* ---- readiness ------------------------------------------------------------ */
 
+/* A wait on the context's own objects failed. Each of them is open for as
+ * long as a set can name it: the notifiers' duplicates are closed by the core
+ * only when no snapshot names their watch any more, the wake-up, socket and
+ * helper events are the backend's. Only a CloseHandle() of one of those
+ * private values from outside the library can get here: an error, not a
+ * readiness report. */
+#define WAIT_BROKEN (-EIO)
+
 /* Marks in sc->ev the signalled handles among h[0..n); index i of h is
  * notifier i - off (off = 1 when h starts with the wake-up event). Each
  * zero-timeout WaitForMultipleObjects reports the lowest signalled handle,
  * so a chunk of 64 costs one call plus one per signalled handle. */
-static void scan_handles(Scratch *sc, const HANDLE *h, size_t n, size_t off, bool *kicked)
+static int scan_handles(Scratch *sc, const HANDLE *h, size_t n, size_t off, bool *kicked)
 {
     for (size_t base = 0; base < n; base += MAXIMUM_WAIT_OBJECTS) {
         size_t cnt = n - base < MAXIMUM_WAIT_OBJECTS ? n - base : MAXIMUM_WAIT_OBJECTS;
         size_t pos = 0;
         while (pos < cnt) {
             DWORD r = WaitForMultipleObjects((DWORD)(cnt - pos), &h[base + pos], FALSE, 0);
-            size_t hit;
-            if (r < WAIT_OBJECT_0 + (cnt - pos)) {
-                hit = pos + (r - WAIT_OBJECT_0);
-            } else if (r >= WAIT_ABANDONED_0 && r < WAIT_ABANDONED_0 + (cnt - pos)) {
-                hit = pos + (r - WAIT_ABANDONED_0);
-            } else if (r == WAIT_TIMEOUT) {
-                break;
-            } else {
-                /* An invalid handle (a notifier freed under us, or closed
-                 * while registered): look at the rest one by one and report
-                 * the bad ones as ready, as poll() reports POLLNVAL. */
-                for (size_t k = pos; k < cnt; k++) {
-                    if (WaitForSingleObject(h[base + k], 0) != WAIT_TIMEOUT) {
-                        size_t g = base + k;
-                        if (g < off) {
-                            *kicked = true;
-                        } else {
-                            sc->ev[g - off] |= AIO_EV_READ;
-                        }
-                    }
-                }
+            if (r == WAIT_TIMEOUT) {
                 break;
             }
+            /* Events only: never WAIT_ABANDONED. */
+            if (r >= WAIT_OBJECT_0 + (cnt - pos)) {
+                return WAIT_BROKEN;
+            }
+            size_t hit = pos + (r - WAIT_OBJECT_0);
             size_t g = base + hit;
             if (g < off) {
                 *kicked = true;
@@ -364,8 +361,8 @@ static void scan_handles(Scratch *sc, const HANDLE *h, size_t n, size_t off, boo
             pos = hit + 1;
         }
     }
+    return 0;
 }
-
 /* Finds the socket index of each socket select() left in res. select()
  * keeps the order of its input, so a moving cursor finds each in O(1)
  * amortized; the wrap-around only guards against an implementation that
@@ -420,17 +417,21 @@ static void scan_one_socket(Scratch *sc, size_t i)
     sc->ev[sc->nn + i] |= ev;
 }
 
+static bool rec_unwatched(const SockRec *rec)
+{
+    return atomic_load_explicit(&rec->unwatched, memory_order_relaxed);
+}
+
 static void scan_sockets(Scratch *sc)
 {
     BigFdSet *rd = sc->rd, *wr = sc->wr, *ex = sc->ex;
     rd->fd_count = wr->fd_count = ex->fd_count = 0;
     size_t nr = 0, nw = 0;
     for (size_t i = 0; i < sc->ns; i++) {
-        AioSource *src = sc->ssrc[i];
-        if (atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
-            continue; /* its socket may be closed already */
-        }
         SockRec *rec = sc->srec[i];
+        if (rec_unwatched(rec)) {
+            continue; /* its socket may be closed, its value reused */
+        }
         if (rec->interest & AIO_EV_READ) {
             sc->rmap[nr] = i;
             rd->fd_array[nr++] = rec->s;
@@ -453,10 +454,11 @@ static void scan_sockets(Scratch *sc)
     struct timeval zero = {0, 0};
     int r = select(0, (fd_set *)rd, (fd_set *)wr, (fd_set *)ex, &zero);
     if (r == SOCKET_ERROR) {
-        /* Typically WSAENOTSOCK: a watched socket was closed before its
-         * handler was removed. Find out one by one. */
+        /* Typically WSAENOTSOCK: the user closed a socket while it was still
+         * registered (the context cannot own a duplicate of a socket).
+         * Find out one by one. */
         for (size_t i = 0; i < sc->ns; i++) {
-            if (!atomic_load_explicit(&sc->ssrc[i]->deleted, memory_order_relaxed)) {
+            if (!rec_unwatched(sc->srec[i])) {
                 scan_one_socket(sc, i);
             }
         }
@@ -482,23 +484,23 @@ static void scan_sockets(Scratch *sc)
     }
 }
 
-/* Fills set->ready from the current state of every source (and *kicked from
+/* Fills set->ready from the current state of every watch (and *kicked from
  * the wake-up event when with_kick). *starved: a socket with write interest
- * is not writable. Changes no event's state. */
-static void scan(AioPollSet *set, Scratch *sc, bool with_kick, bool *kicked, bool *starved)
+ * is not writable. Changes no event's state. Returns 0 or WAIT_BROKEN. */
+static int scan(AioWaitSet *set, Scratch *sc, bool with_kick, bool *kicked, bool *starved)
 {
     memset(sc->ev, 0, (sc->nn + sc->ns) * sizeof(*sc->ev));
-    if (with_kick) {
-        scan_handles(sc, sc->wh, sc->nn + 1, 1, kicked);
-    } else {
-        scan_handles(sc, sc->wh + 1, sc->nn, 0, kicked);
+    int err = with_kick ? scan_handles(sc, sc->wh, sc->nn + 1, 1, kicked)
+                        : scan_handles(sc, sc->wh + 1, sc->nn, 0, kicked);
+    if (err) {
+        return err;
     }
     scan_sockets(sc);
 
     set->nready = 0;
     for (size_t i = 0; i < sc->nn; i++) {
         if (sc->ev[i]) {
-            set->ready[set->nready].src = sc->nsrc[i];
+            set->ready[set->nready].id = sc->nid[i];
             set->ready[set->nready].events = AIO_EV_READ;
             set->nready++;
         }
@@ -507,21 +509,20 @@ static void scan(AioPollSet *set, Scratch *sc, bool with_kick, bool *kicked, boo
     for (size_t i = 0; i < sc->ns; i++) {
         SockRec *rec = sc->srec[i];
         unsigned ev = sc->ev[sc->nn + i] & rec->interest;
-        if ((rec->interest & AIO_EV_WRITE) && !(ev & AIO_EV_WRITE) &&
-            !atomic_load_explicit(&sc->ssrc[i]->deleted, memory_order_relaxed)) {
+        if ((rec->interest & AIO_EV_WRITE) && !(ev & AIO_EV_WRITE) && !rec_unwatched(rec)) {
             *starved = true;
         }
         if (ev) {
             /* Its event is (or will be) signalled for this: reset it
              * before the next sleep. */
             atomic_store_explicit(&rec->dirty, true, memory_order_relaxed);
-            set->ready[set->nready].src = sc->ssrc[i];
+            set->ready[set->nready].id = sc->sid[i];
             set->ready[set->nready].events = ev;
             set->nready++;
         }
     }
+    return 0;
 }
-
 /* Before a sleep: reset the events that may be signalled for readiness the
  * scan that follows will see anyway. Reset *then* scan: a network event
  * after the reset signals the event again, one before it is seen by the
@@ -538,7 +539,7 @@ static void reset_dirty(Scratch *sc)
     }
 }
 
-static int w32_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool with_kick,
+static int w32_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool with_kick,
                     bool *kicked)
 {
     *kicked = false;
@@ -558,7 +559,6 @@ static int w32_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool wi
         int64_t now = aio__clock_ns();
         deadline = timeout_ns > INT64_MAX - now ? -1 : now + timeout_ns;
     }
-    bool last_round = false;
     for (;;) {
         if (may_sleep) {
             /* Only the sleeping (home) thread resets events; non-blocking
@@ -566,8 +566,11 @@ static int w32_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool wi
             reset_dirty(sc);
         }
         bool starved;
-        scan(set, sc, with_kick, kicked, &starved);
-        if (set->nready > 0 || *kicked || !may_sleep || last_round) {
+        int err = scan(set, sc, with_kick, kicked, &starved);
+        if (err) {
+            return err;
+        }
+        if (set->nready > 0 || *kicked || !may_sleep) {
             return 0;
         }
 
@@ -591,10 +594,13 @@ static int w32_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool wi
         if (n == 0 && ms == INFINITE) {
             return 0; /* nothing could end this sleep; not a core call pattern */
         }
-        AioWaitResult res;
-        int err = aio__waiters_wait(&be->waiters, h, n, ms, &res);
+        AioWaitResult res = {.fired = sc->fired};
+        err = aio__waiters_wait(&be->waiters, h, n, ms, &res);
         if (err) {
             return err;
+        }
+        if (res.failed) {
+            return WAIT_BROKEN;
         }
         size_t off = with_kick ? 1 : 0;
         for (size_t i = 0; i < res.nfired; i++) {
@@ -603,11 +609,6 @@ static int w32_wait(AioBackend *be, AioPollSet *set, int64_t timeout_ns, bool wi
                 atomic_store_explicit(&sc->srec[g - off - sc->nn]->dirty, true,
                                       memory_order_relaxed);
             }
-        }
-        if (res.failed) {
-            /* An invalid handle: the scan reports it; do not wait on it
-             * again before the core has taken a new snapshot. */
-            last_round = true;
         }
     }
 }
@@ -621,5 +622,6 @@ const AioBackendOps aio__backend_win32 = {
     .watch = w32_watch,
     .unwatch = w32_unwatch,
     .wait = w32_wait,
-    .pollset_fini = w32_pollset_fini,
+    .waitset_fini = w32_waitset_fini,
+    .forked = NULL, /* nothing is shared with another process */
 };

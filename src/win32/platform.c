@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The Win32 implementation of platform.h. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "platform.h"
@@ -33,8 +34,16 @@ void aio__mutex_unlock(aio_mutex_t *m)
 
 uint64_t aio__thread_id(void)
 {
-    /* Never 0, unique among live threads: what platform.h asks for. */
-    return (uint64_t)GetCurrentThreadId();
+    /* Not GetCurrentThreadId(): Windows hands a dead thread's id to the next
+     * thread at once, which would then inherit the dead thread's contexts as
+     * their home thread. A process-wide counter never repeats (as on POSIX);
+     * relaxed is enough because only the uniqueness of the value matters. */
+    static atomic_uint_fast64_t next_id = 1;
+    static _Thread_local uint64_t id;
+    if (id == 0) {
+        id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    }
+    return id;
 }
 
 static LARGE_INTEGER qpc_freq; /* set once by qpc_init */
@@ -82,6 +91,48 @@ int aio__check_fd(aio_fd_t fd)
         return WSAGetLastError() == WSAENOTSOCK ? -ENOTSOCK : -EBADF;
     }
     return 0;
+}
+
+int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n)
+{
+    if (!n) {
+        /* Winsock cannot duplicate a socket within a process (WSADuplicateSocket
+         * makes a second socket whose event association is separate), so the
+         * context uses the socket itself; what it waits on is the backend's
+         * own WSAEVENT, which no user action can close. */
+        int err = aio__check_fd(fd);
+        if (err < 0) {
+            return err;
+        }
+        *o = (AioObject){.is_event = false, .fd = fd, .handle = NULL};
+        return 0;
+    }
+    /* A private reference to the notifier's event: freeing the notifier
+     * closes the user's value, which Windows hands to the next object
+     * created, but this one keeps the event alive and names only it.
+     * SYNCHRONIZE only: the context waits on it and can do nothing else
+     * (setting and resetting stay the notifier's). */
+    HANDLE dup = NULL;
+    if (!DuplicateHandle(GetCurrentProcess(), n->event, GetCurrentProcess(), &dup, SYNCHRONIZE,
+                         FALSE, 0)) {
+        DWORD e = GetLastError();
+        return e == ERROR_INVALID_HANDLE ? -EBADF : -ENOMEM;
+    }
+    *o = (AioObject){.is_event = true, .fd = INVALID_SOCKET, .handle = dup};
+    return 0;
+}
+
+void aio__object_close(AioObject *o)
+{
+    if (o->is_event && o->handle) {
+        CloseHandle(o->handle);
+    }
+    o->handle = NULL;
+}
+
+unsigned aio__fork_generation(void)
+{
+    return 0; /* no fork() on Windows */
 }
 
 void aio__cpu_relax(void)

@@ -178,11 +178,21 @@ static int pool_reserve(AioWaiterPool *p, size_t want)
     return 0;
 }
 
+/* res->fired has one entry per waiting thread, and each reports at most
+ * one index per round. */
 static void add_fired(AioWaitResult *res, size_t idx)
 {
-    if (res->nfired < sizeof(res->fired) / sizeof(res->fired[0])) {
-        res->fired[res->nfired++] = idx;
-    }
+    res->fired[res->nfired++] = idx;
+}
+
+static size_t helpers_for(size_t n)
+{
+    return n <= MAXIMUM_WAIT_OBJECTS ? 0 : (n - GROUP + GROUP - 1) / GROUP;
+}
+
+size_t aio__waiters_threads(size_t n)
+{
+    return 1 + helpers_for(n);
 }
 
 /* WAIT_OBJECT_0 + i or WAIT_ABANDONED_0 + i -> i; else SIZE_MAX. */
@@ -229,8 +239,7 @@ int aio__waiters_wait(AioWaiterPool *p, const HANDLE *h, size_t n, DWORD ms,
         return 0;
     }
 
-    size_t rest = n - GROUP;
-    size_t helpers = (rest + GROUP - 1) / GROUP;
+    size_t helpers = helpers_for(n);
     AcquireSRWLockExclusive(&p->lock);
     int err = pool_reserve(p, helpers);
     if (err) {

@@ -26,7 +26,11 @@ typedef struct AioWaiterPool {
  * most one index per waiting thread is reported, and none may be reported
  * even though some handle is signalled: callers re-check readiness. */
 typedef struct AioWaitResult {
-    size_t fired[1 + 64]; /* enough for the caller and 64 helpers */
+    /* The caller's array of aio__waiters_threads(n) entries: one per
+     * waiting thread, so no report is ever dropped (a fixed array of 65
+     * silently lost the reports of helpers past the 64th, i.e. of handles
+     * past 4095). */
+    size_t *fired;
     size_t nfired;
     bool timed_out;
     bool failed;
@@ -35,9 +39,15 @@ typedef struct AioWaitResult {
 int aio__waiters_init(AioWaiterPool *p);
 void aio__waiters_destroy(AioWaiterPool *p);
 
+/* How many threads (the caller and its helpers) a wait on n handles uses:
+ * the most indices it can report. */
+size_t aio__waiters_threads(size_t n);
+
 /* Waits until one of h[0..n) is signalled or ms (INFINITE allowed) pass,
  * with helpers when n > MAXIMUM_WAIT_OBJECTS. Never changes the state of a
- * manual-reset event in h. Returns 0 or -ENOMEM (no helper thread). */
+ * manual-reset event in h. res->fired must hold aio__waiters_threads(n)
+ * entries. Returns 0, -ENOMEM (no helper thread) or -EINVAL (n == 0 and
+ * ms == INFINITE). */
 int aio__waiters_wait(AioWaiterPool *p, const HANDLE *h, size_t n, DWORD ms,
                       AioWaitResult *res);
 

@@ -14,6 +14,7 @@
 #include <windows.h>
 #else
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -200,6 +201,11 @@ void tsup_yield(void)
     SwitchToThread();
 }
 
+uint64_t tsup_os_thread_id(void)
+{
+    return (uint64_t)GetCurrentThreadId();
+}
+
 /* ---- Descriptors: POSIX ------------------------------------------------ */
 #else
 
@@ -335,6 +341,12 @@ void tsup_sleep_ms(int ms)
 void tsup_yield(void)
 {
     sched_yield();
+}
+
+uint64_t tsup_os_thread_id(void)
+{
+    /* A pointer or an integer on every POSIX system aiopoll supports. */
+    return (uint64_t)(uintptr_t)pthread_self();
 }
 
 #endif

@@ -74,6 +74,17 @@ void tsup_yield(void);
 /* Busy-waits us microseconds (for delays below the sleep granularity). */
 void tsup_spin_us(int us);
 
+/* The operating system's own id of the calling thread (GetCurrentThreadId on
+ * Windows, pthread_self elsewhere), which it may hand to a new thread once
+ * this one has exited. TSUP_OS_THREAD_IDS_REUSED: quickly enough that a test
+ * can count on seeing it happen. */
+uint64_t tsup_os_thread_id(void);
+#if defined(_WIN32)
+#define TSUP_OS_THREAD_IDS_REUSED 1
+#else
+#define TSUP_OS_THREAD_IDS_REUSED 0
+#endif
+
 /* Bounded waits on an atomic written by another thread. They return true as
  * soon as the condition holds, false after ms milliseconds. */
 bool tsup_wait_flag(atomic_int *flag, int ms);            /* *flag != 0 */
