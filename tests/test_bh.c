@@ -450,12 +450,14 @@ typedef struct bh_race {
     AioContext *ctx;
     AioBH *holder;
     AioBH *target;
+    AioBH *after;          /* scheduled behind the target */
     tc_gate gate;
     race_at at;
     tc_action *action;
     atomic_int started;    /* the home thread is held */
     atomic_int acted;      /* the action returned */
     atomic_int target_ran;
+    atomic_int after_ran;
     atomic_int missed;     /* the home thread was never held */
     bool held_ok;          /* a callback hold ended because the action returned */
 } bh_race;
@@ -496,7 +498,8 @@ static void race_remote(void *p)
 }
 
 /* Runs the race; returns with the target's runs in r->target_ran and the
- * context idle. The caller deletes r->target (unless the action did) and
+ * context idle, having checked that the BH scheduled behind the target ran
+ * once. The caller deletes r->target (unless the action did) and
  * unrefs r->ctx. */
 static void race_run(bh_race *r, race_at at, tc_action *action)
 {
@@ -509,6 +512,7 @@ static void race_run(bh_race *r, race_at at, tc_action *action)
     atomic_init(&r->started, 0);
     atomic_init(&r->acted, 0);
     atomic_init(&r->target_ran, 0);
+    atomic_init(&r->after_ran, 0);
     atomic_init(&r->missed, 0);
     r->held_ok = true;
     r->target = aio_bh_new(r->ctx, race_target_cb, r);
@@ -517,6 +521,8 @@ static void race_run(bh_race *r, race_at at, tc_action *action)
         aio_bh_schedule(r->holder);
     }
     aio_bh_schedule(r->target);
+    r->after = aio_bh_new(r->ctx, tc_count_cb, &r->after_ran);
+    aio_bh_schedule(r->after);
     if (at == RACE_AT_GATE) {
         tc_gate_install(r->ctx, &r->gate, AIO_HOOK_NONBLOCKING_DISPATCH, true);
     }
@@ -530,7 +536,11 @@ static void race_run(bh_race *r, race_at at, tc_action *action)
     cr_assert(!atomic_load(&r->missed), "the home thread was never held");
     cr_assert(r->held_ok, "the remote action did not return while the home thread was held");
     tc_poll_idle(r->ctx, 10);
+    /* Whatever happened to the target, the queue behind it is intact. */
+    cr_assert_eq(atomic_load(&r->after_ran), 1, "the BH behind the target ran %d times",
+                 atomic_load(&r->after_ran));
     aio_bh_delete(r->holder);
+    aio_bh_delete(r->after);
 }
 
 static void race_cancel_reschedule(void *p)
