@@ -234,18 +234,26 @@ static void body_schedule_then_poll_blocking(slice_case *c, int id)
     }
 }
 
+/* Schedules A and B, runs one outer poll and checks the A B C order and
+ * that B and C ran inside A's nested poll. Returns with c set up. */
+static void abc_case(slice_case *c, void (*body)(slice_case *, int))
+{
+    static const int order[] = {0, 1, 2};
+
+    slice_setup(c, body);
+    slice_schedule(c, 2);
+    cr_assert_eq(aio_poll(c->ctx, false), 1);
+    tc_log_expect(&c->log, order, 3);
+    cr_assert(c->seen[1] == 1 && c->seen[2] == 1, "the nested poll did not run B and C");
+    cr_assert_eq(c->nested_ret, 1, "the nested poll returned %d", c->nested_ret);
+}
+
 Test(nested, blocking_poll_keeps_scheduling_order, .timeout = 20)
 {
     slice_case c;
-    static const int order[] = {0, 1, 2};
 
-    slice_setup(&c, body_schedule_then_poll_blocking);
-    slice_schedule(&c, 2);
-    cr_assert_eq(aio_poll(c.ctx, false), 1);
+    abc_case(&c, body_schedule_then_poll_blocking);
     cr_assert(c.waits_ok, "the nested blocking poll slept with BHs to run");
-    tc_log_expect(&c.log, order, 3);
-    cr_assert_eq(c.nested_ret, 1);
-    cr_assert(c.seen[1] == 1 && c.seen[2] == 1, "the nested poll did not run B and C");
     slice_teardown(&c);
 }
 
@@ -263,15 +271,9 @@ static void body_schedule_then_poll_nonblocking(slice_case *c, int id)
 Test(nested, nonblocking_poll_continues_outer_dispatch, .timeout = 10)
 {
     slice_case c;
-    static const int order[] = {0, 1, 2};
 
-    slice_setup(&c, body_schedule_then_poll_nonblocking);
-    slice_schedule(&c, 2);
-    cr_assert_eq(aio_poll(c.ctx, false), 1);
-    cr_assert_eq(c.nested_ret, 1, "the nested non-blocking poll ran nothing");
-    cr_assert(c.seen[1] == 1 && c.seen[2] == 1, "the nested poll did not run B and C");
+    abc_case(&c, body_schedule_then_poll_nonblocking);
     cr_assert_eq(c.nested_ret2, 0, "a second nested poll ran something again");
-    tc_log_expect(&c.log, order, 3);
     slice_teardown(&c);
 }
 
