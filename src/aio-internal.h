@@ -17,7 +17,8 @@
 /* ---- Bottom halves (bh.c) ----------------------------------------------- */
 
 enum {
-    BH_QUEUED = 1u << 0,    /* on ctx->bh_pending; the list owns ->next */
+    BH_QUEUED = 1u << 0,    /* on ctx->bh_pending or ctx->bh_taken, which
+                             * own ->next; cleared by the dispatcher's claim */
     BH_SCHEDULED = 1u << 1, /* run the callback when dequeued */
     BH_DELETED = 1u << 2,   /* free when dequeued */
     BH_ONESHOT = 1u << 3,   /* free after the callback ran */
@@ -28,15 +29,18 @@ struct AioBH {
     AioHandler *cb;
     void *opaque;
     atomic_uint flags;
-    AioBH *next;                 /* pending-list link, valid while QUEUED */
+    AioBH *next;                 /* queue link, valid while QUEUED */
     AioBH *all_prev, *all_next;  /* ctx->bh_all, for teardown; not oneshots */
 };
 
-/* Runs the bottom halves that were pending when called, in scheduling order.
- * Caller holds the dispatch right. Returns true if a callback ran. */
+/* Appends the bottom halves pending now, in scheduling order, behind those
+ * that outer dispatches (this call is nested in their callbacks) took and
+ * have not run yet, and runs them all. Caller holds the dispatch right.
+ * Returns true if a callback ran. */
 bool aio__bh_dispatch(AioContext *ctx);
-/* True when a bottom half is queued (possibly cancelled: costs one
- * spurious non-sleeping poll at most). */
+/* True when a bottom half is queued or taken by a dispatch in progress and
+ * not yet run (possibly cancelled: costs one spurious non-sleeping poll at
+ * most). Any thread; exact for the dispatch-right holder. */
 bool aio__bh_pending(AioContext *ctx);
 void aio__bh_teardown(AioContext *ctx);
 
@@ -148,8 +152,14 @@ struct AioContext {
     unsigned dispatch_depth; /* only touched by the owner */
 
     /* Bottom halves (bh.c). bh_pending is a lock-free LIFO of queued BHs;
-     * the dispatcher takes it whole and reverses it. */
+     * the dispatcher takes it whole, reverses it and appends it to bh_taken,
+     * the FIFO of BHs taken but not yet run, which every (nested) dispatch
+     * continues. bh_taken and its tail are written only by the
+     * dispatch-right holder; bh_taken is atomic (relaxed) so that
+     * aio__bh_pending() may read it without the right. Zeroed by calloc. */
     _Atomic(AioBH *) bh_pending;
+    _Atomic(AioBH *) bh_taken;
+    AioBH *bh_taken_tail;
     aio_mutex_t bh_lock; /* bh_all only: creation and deletion */
     AioBH *bh_all;
 

@@ -4,9 +4,22 @@
  *
  * Scheduling is lock-free: one atomic fetch-or on the BH's flags decides
  * whether this call is the one that queues it, and the winner pushes it on
- * ctx->bh_pending (a Treiber stack) with a CAS. The dispatcher swaps the whole
- * stack out at once and reverses it, which restores scheduling order. A BH is
- * on the stack at most once (BH_QUEUED), so ->next has a single owner.
+ * ctx->bh_pending (a Treiber stack) with a CAS. A BH is queued at most once
+ * (BH_QUEUED), so ->next has a single owner.
+ *
+ * A dispatch swaps the whole stack out, reverses it (scheduling order) and
+ * appends it to ctx->bh_taken, a FIFO that belongs to the context, not to the
+ * dispatch: it is owned by the dispatch-right holder, and every poll of the
+ * context sees it. A callback that polls again (on the same thread, the only
+ * one that can hold the right meanwhile) therefore continues the outer
+ * dispatch where it stopped, and sleep_timeout() sees those BHs through
+ * aio__bh_pending(): no nested poll sleeps on, or overtakes, a BH that an
+ * outer dispatch took but has not run (QEMU solves the same problem with a
+ * list of "slices"; here the slices are concatenated into one queue). Every
+ * dispatch runs until bh_taken is empty, so the queue is empty whenever no
+ * dispatch is in progress, and a dispatch only ever appends the stack it took
+ * itself: BHs scheduled from inside a callback wait on the stack for the next
+ * aio_poll call.
  */
 #include <stdlib.h>
 
@@ -119,9 +132,14 @@ void aio_bh_delete(AioBH *bh)
         return;
     }
     AioContext *ctx = bh->ctx;
-    /* Leave the teardown list first: from here on only the pending stack
-     * refers to the BH, and the dispatcher (or teardown) frees it there. */
+    /* Leave the teardown list first: from here on only the queue (the
+     * pending stack or bh_taken) refers to the BH, and the dispatcher (or
+     * teardown) frees it there. */
     bh_all_unlink(ctx, bh);
+    /* Before the claim of a dispatcher about to run it, this stops the run
+     * (the guarantee on the dispatching thread, where it always comes before
+     * the claim); after the claim the run has begun and may still be in
+     * progress on the dispatching thread when we return. */
     atomic_fetch_and(&bh->flags, ~(unsigned)BH_SCHEDULED);
     /* This must be the last access unless we queue it ourselves: if the BH
      * was already queued, a dispatcher may free it the moment it sees
@@ -151,38 +169,75 @@ int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *opaque)
 
 bool aio__bh_pending(AioContext *ctx)
 {
-    return atomic_load(&ctx->bh_pending) != NULL;
+    /* bh_taken is relaxed: it is only non-empty during a dispatch, and a
+     * dispatching thread reads its own stores. Any other reader (a blocking
+     * poll that has given up the right for its sleep) can at most see
+     * another thread's dispatch in progress and skip one sleep for it. */
+    return atomic_load(&ctx->bh_pending) != NULL ||
+           atomic_load_explicit(&ctx->bh_taken, memory_order_relaxed) != NULL;
 }
 
-static AioBH *bh_take_all_in_order(AioContext *ctx)
+/* Moves the pending stack, in scheduling order, behind the BHs that outer
+ * dispatches took and have not run yet. Dispatch-right holder only. */
+static void bh_take_pending(AioContext *ctx)
 {
     /* acquire: pairs with bh_push's release. */
     AioBH *lifo = atomic_exchange_explicit(&ctx->bh_pending, NULL, memory_order_acquire);
-    AioBH *fifo = NULL;
+    if (!lifo) {
+        return;
+    }
+    AioBH *last = lifo, *fifo = NULL;
     while (lifo) {
         AioBH *next = lifo->next;
         lifo->next = fifo;
         fifo = lifo;
         lifo = next;
     }
-    return fifo;
+    if (ctx->bh_taken_tail) {
+        ctx->bh_taken_tail->next = fifo;
+    } else {
+        atomic_store_explicit(&ctx->bh_taken, fifo, memory_order_relaxed);
+    }
+    ctx->bh_taken_tail = last;
+}
+
+/* Dispatch-right holder only. The link is read before the caller gives up
+ * BH_QUEUED: once the flag is clear another thread may queue the BH again
+ * and rewrite ->next. */
+static AioBH *bh_taken_pop(AioContext *ctx)
+{
+    AioBH *bh = atomic_load_explicit(&ctx->bh_taken, memory_order_relaxed);
+    if (bh) {
+        atomic_store_explicit(&ctx->bh_taken, bh->next, memory_order_relaxed);
+        if (!bh->next) {
+            ctx->bh_taken_tail = NULL;
+        }
+    }
+    return bh;
 }
 
 bool aio__bh_dispatch(AioContext *ctx)
 {
     bool progress = false;
-    AioBH *bh = bh_take_all_in_order(ctx);
-    while (bh) {
-        /* Read the link before giving up BH_QUEUED: once the flag is clear
-         * another thread may queue the BH again and rewrite ->next. */
-        AioBH *next = bh->next;
+    bh_take_pending(ctx);
+    /* No BH pointer is kept across a callback: a nested poll inside it may
+     * run and free any BH still in the queue, so the next one is always
+     * popped from ctx afterwards. */
+    AioBH *bh;
+    while ((bh = bh_taken_pop(ctx))) {
+        /* The claim. A cancel or delete whose store precedes it in the flag
+         * word's order stops the run; one that follows it finds BH_QUEUED
+         * clear and leaves the run alone (it "already began"). */
         unsigned old = atomic_fetch_and(&bh->flags, ~(unsigned)(BH_QUEUED | BH_SCHEDULED));
         if (old & BH_DELETED) {
             free(bh);
         } else if (old & BH_SCHEDULED) {
-            /* The callback may delete or reschedule bh; neither touches
-             * memory we read after it, except for oneshots, which nobody
-             * else can name. */
+            /* After the claim the BH can only be freed by a later dispatch:
+             * a deletion from here on pushes it again (its fetch-or sees
+             * BH_QUEUED clear), and only this thread dispatches until we
+             * return. So reading cb and opaque is safe, and nothing of bh is
+             * read after the callback except for oneshots, which nobody else
+             * can name. */
             bh->cb(bh->opaque);
             progress = true;
             if (old & BH_ONESHOT) {
@@ -191,23 +246,22 @@ bool aio__bh_dispatch(AioContext *ctx)
         } else if (old & BH_ONESHOT) {
             free(bh); /* unreachable today: oneshots cannot be cancelled */
         }
-        bh = next;
     }
     return progress;
 }
 
 void aio__bh_teardown(AioContext *ctx)
 {
-    AioBH *bh = bh_take_all_in_order(ctx);
-    while (bh) {
-        AioBH *next = bh->next;
-        unsigned flags = atomic_load(&bh->flags);
+    /* No dispatch is in progress (the last unref does not race with any
+     * use), so bh_taken is empty and this moves every queued BH into it. */
+    bh_take_pending(ctx);
+    AioBH *bh;
+    while ((bh = bh_taken_pop(ctx))) {
         /* Live BHs are freed below through bh_all; these are the ones only
-         * the pending stack still names. */
-        if (flags & (BH_DELETED | BH_ONESHOT)) {
+         * the queue still names. */
+        if (atomic_load(&bh->flags) & (BH_DELETED | BH_ONESHOT)) {
             free(bh);
         }
-        bh = next;
     }
     while (ctx->bh_all) {
         AioBH *b = ctx->bh_all;

@@ -3,8 +3,13 @@
  * Bottom halves: order, coalescing, cancel, delete (also from inside the
  * callback and while scheduled), oneshots, scheduling from inside a BH, and
  * waking a blocked poll from another thread. aio_poll's 1/0 return value.
+ * Cancel and re-schedule (also from another thread, at forced points of the
+ * home thread's dispatch) runs once; deleting from another thread just
+ * before or during the BH's run.
  */
 #include "test-common.h"
+
+#include <string.h>
 
 Test(bh, poll_returns_zero_when_idle_and_one_after_work, .timeout = 10)
 {
@@ -401,5 +406,198 @@ Test(bh, delete_from_other_thread, .timeout = 10)
     cr_assert(tc_thread_join(t, TC_BOUND_MS));
     tc_poll_idle(r.ctx, 10);
     cr_assert_eq(atomic_load(&r.ran), 0);
+    aio_context_unref(r.ctx);
+}
+
+/* ---- Cancel, then schedule again: exactly one run ------------------------ */
+
+Test(bh, cancel_then_reschedule_runs_once, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int ran;
+    AioBH *bh = aio_bh_new(ctx, tc_count_cb, &ran);
+
+    atomic_init(&ran, 0);
+    for (int round = 1; round <= 3; round++) {
+        aio_bh_schedule(bh);
+        aio_bh_cancel(bh);
+        aio_bh_schedule(bh);
+        cr_assert_eq(tc_poll_idle(ctx, 10), 1);
+        cr_assert_eq(atomic_load(&ran), round, "round %d: ran %d times", round,
+                     atomic_load(&ran));
+    }
+    /* And through blocking polls: the re-schedule must still wake. */
+    aio_bh_schedule(bh);
+    aio_bh_cancel(bh);
+    aio_bh_schedule(bh);
+    cr_assert(tc_poll_until(ctx, &ran, 4, TC_BOUND_MS), "re-scheduled BH did not run");
+    cr_assert_eq(tc_poll_idle(ctx, 10), 0);
+    cr_assert_eq(atomic_load(&ran), 4);
+    aio_bh_delete(bh);
+    aio_context_unref(ctx);
+}
+
+/* ---- Races with a dispatching home thread, forced ----------------------- */
+
+/* The home thread runs a non-blocking poll. Either a gate holds it at
+ * AIO_HOOK_NONBLOCKING_DISPATCH (before it takes the BHs), or a "holder" BH
+ * scheduled before the target holds it in its callback (the target is taken
+ * and next in line), or the target's own callback holds it (its run has
+ * begun). Meanwhile another thread runs action(race) and then lets go. */
+typedef enum race_at { RACE_AT_GATE, RACE_BEFORE_RUN, RACE_DURING_RUN } race_at;
+
+typedef struct bh_race {
+    AioContext *ctx;
+    AioBH *holder;
+    AioBH *target;
+    AioBH *after;          /* scheduled behind the target */
+    tc_gate gate;
+    race_at at;
+    tc_action *action;
+    atomic_int started;    /* the home thread is held */
+    atomic_int acted;      /* the action returned */
+    atomic_int target_ran;
+    atomic_int after_ran;
+    atomic_int missed;     /* the home thread was never held */
+    bool held_ok;          /* a callback hold ended because the action returned */
+} bh_race;
+
+static void race_hold(bh_race *r)
+{
+    atomic_store(&r->started, 1);
+    r->held_ok = tsup_wait_flag(&r->acted, TC_BOUND_MS);
+}
+
+static void race_holder_cb(void *p)
+{
+    race_hold(p);
+}
+
+static void race_target_cb(void *p)
+{
+    bh_race *r = p;
+    atomic_fetch_add(&r->target_ran, 1);
+    if (r->at == RACE_DURING_RUN && atomic_load(&r->target_ran) == 1) {
+        race_hold(r);
+    }
+}
+
+static void race_remote(void *p)
+{
+    bh_race *r = p;
+    bool held = r->at == RACE_AT_GATE ? tc_gate_wait_reached(&r->gate, TC_BOUND_MS)
+                                      : tsup_wait_flag(&r->started, TC_BOUND_MS);
+    if (!held) {
+        atomic_store(&r->missed, 1);
+    }
+    r->action(r);
+    atomic_store(&r->acted, 1);
+    if (r->at == RACE_AT_GATE) {
+        tc_gate_release(&r->gate);
+    }
+}
+
+/* Runs the race; returns with the target's runs in r->target_ran and the
+ * context idle, having checked that the BH scheduled behind the target ran
+ * once. The caller deletes r->target (unless the action did) and
+ * unrefs r->ctx. */
+static void race_run(bh_race *r, race_at at, tc_action *action)
+{
+    tc_thread *t;
+
+    memset(r, 0, sizeof(*r));
+    r->ctx = tc_ctx_new();
+    r->at = at;
+    r->action = action;
+    atomic_init(&r->started, 0);
+    atomic_init(&r->acted, 0);
+    atomic_init(&r->target_ran, 0);
+    atomic_init(&r->after_ran, 0);
+    atomic_init(&r->missed, 0);
+    r->held_ok = true;
+    r->target = aio_bh_new(r->ctx, race_target_cb, r);
+    if (at == RACE_BEFORE_RUN) {
+        r->holder = aio_bh_new(r->ctx, race_holder_cb, r);
+        aio_bh_schedule(r->holder);
+    }
+    aio_bh_schedule(r->target);
+    r->after = aio_bh_new(r->ctx, tc_count_cb, &r->after_ran);
+    aio_bh_schedule(r->after);
+    if (at == RACE_AT_GATE) {
+        tc_gate_install(r->ctx, &r->gate, AIO_HOOK_NONBLOCKING_DISPATCH, true);
+    }
+    t = tc_thread_start(race_remote, r);
+    cr_assert_geq(aio_poll(r->ctx, false), 0);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS), "the remote thread did not finish");
+    if (at == RACE_AT_GATE) {
+        cr_assert(!atomic_load(&r->gate.timed_out), "the gate held the poll until timeout");
+        tc_gate_remove(r->ctx, &r->gate);
+    }
+    cr_assert(!atomic_load(&r->missed), "the home thread was never held");
+    cr_assert(r->held_ok, "the remote action did not return while the home thread was held");
+    tc_poll_idle(r->ctx, 10);
+    /* Whatever happened to the target, the queue behind it is intact. */
+    cr_assert_eq(atomic_load(&r->after_ran), 1, "the BH behind the target ran %d times",
+                 atomic_load(&r->after_ran));
+    aio_bh_delete(r->holder);
+    aio_bh_delete(r->after);
+}
+
+static void race_cancel_reschedule(void *p)
+{
+    bh_race *r = p;
+    aio_bh_cancel(r->target);
+    aio_bh_schedule(r->target);
+}
+
+static void race_cancel_reschedule_case(race_at at)
+{
+    bh_race r;
+
+    race_run(&r, at, race_cancel_reschedule);
+    cr_assert_eq(atomic_load(&r.target_ran), 1, "cancelled and re-scheduled BH ran %d times",
+                 atomic_load(&r.target_ran));
+    aio_bh_delete(r.target);
+    aio_context_unref(r.ctx);
+}
+
+Test(bh, cancel_reschedule_from_other_thread_before_dispatch_runs_once, .timeout = 20)
+{
+    race_cancel_reschedule_case(RACE_AT_GATE);
+}
+
+Test(bh, cancel_reschedule_from_other_thread_when_taken_runs_once, .timeout = 20)
+{
+    race_cancel_reschedule_case(RACE_BEFORE_RUN);
+}
+
+static void race_delete(void *p)
+{
+    bh_race *r = p;
+    aio_bh_delete(r->target);
+}
+
+/* Taken by the dispatch and next in line: deleted from another thread, it
+ * does not run (and is freed: LeakSanitizer). */
+Test(bh, delete_from_other_thread_before_its_run, .timeout = 20)
+{
+    bh_race r;
+
+    race_run(&r, RACE_BEFORE_RUN, race_delete);
+    cr_assert_eq(atomic_load(&r.target_ran), 0, "a BH deleted before its run ran");
+    aio_context_unref(r.ctx);
+}
+
+/* Deleted from another thread while its callback runs: aio_bh_delete returns
+ * without waiting for the run, the run finishes safely (ASan), and it never
+ * runs again. */
+Test(bh, delete_from_other_thread_during_its_run, .timeout = 20)
+{
+    bh_race r;
+
+    race_run(&r, RACE_DURING_RUN, race_delete);
+    cr_assert_eq(atomic_load(&r.target_ran), 1);
+    cr_assert_eq(aio_poll(r.ctx, false), 0);
+    cr_assert_eq(atomic_load(&r.target_ran), 1);
     aio_context_unref(r.ctx);
 }

@@ -194,21 +194,41 @@ AIOPOLL_API void aio_notify(AioContext *ctx);
 /* ---- Bottom halves ------------------------------------------------------ */
 
 /* A bottom half runs cb(opaque) once in a later aio_poll of ctx each time it
- * is scheduled. Returns NULL for a NULL ctx or cb, or when out of memory. */
+ * is scheduled. Returns NULL for a NULL ctx or cb, or when out of memory.
+ *
+ * Order. An aio_poll call takes every BH scheduled so far and runs them in
+ * the order they were scheduled. A BH scheduled from inside a BH (also
+ * itself) is not taken by the call that is running it: it runs in the next
+ * aio_poll call, which does not sleep, so a self-rescheduling BH cannot
+ * starve the loop.
+ *
+ * Nested polls. An aio_poll called from inside a callback (a BH's or any
+ * other) continues the BHs that the outer calls took and have not run yet,
+ * in their order, and then runs the BHs scheduled since, in scheduling
+ * order; when it returns, none of them is left for the outer call. So with
+ * A and B scheduled, a nested poll in A's callback runs B (A B order), and
+ * if A also scheduled C first, it runs B then C. A nested blocking poll does
+ * not sleep while any of these is still to run, so a callback may wait with
+ * `while (!done) aio_poll(ctx, true);` for a BH scheduled before it. */
 AIOPOLL_API AioBH *aio_bh_new(AioContext *ctx, AioHandler *cb, void *opaque);
 
 /* Any thread. Scheduling an already scheduled BH is a no-op (it runs once).
- * Bottom halves run in the order they were scheduled. Wakes the context.
- * A BH scheduled from inside a BH (also itself) runs in the next aio_poll
- * call, which does not sleep, so a self-rescheduling BH cannot starve the
- * loop. Lock-free, and free of system calls unless the home thread sleeps. */
+ * Wakes the context. Lock-free, and free of system calls unless the home
+ * thread sleeps. A BH that was cancelled and is scheduled again before the
+ * dispatch reached it keeps its place and runs once. */
 AIOPOLL_API void aio_bh_schedule(AioBH *bh);
 
-/* Any thread. A cancelled BH does not run until scheduled again. */
+/* Any thread. A cancelled BH does not run until scheduled again (same
+ * guarantee as aio_bh_delete below). */
 AIOPOLL_API void aio_bh_cancel(AioBH *bh);
 
 /* Any thread, also from inside the BH's own callback. The BH never runs again;
- * the context frees it at its next dispatch (or when it is destroyed). */
+ * the context frees it at its next dispatch (or when it is destroyed), so bh
+ * must not be used afterwards. As with aio_timer_del: after this returns on
+ * the dispatching thread (from inside any callback of ctx), the callback does
+ * not run. From another thread it stops every run that has not begun; a run
+ * that already began may still be in progress when this returns (it does not
+ * wait), so free what the callback uses only once it is known to be done. */
 AIOPOLL_API void aio_bh_delete(AioBH *bh);
 
 /* Any thread. Runs cb(opaque) once; the BH is freed after it ran. Returns 0,
