@@ -545,6 +545,10 @@ static void scen_idle(void)
         snprintf(param, sizeof(param), "N=%zu", n);
         bu_note("%s: aiopoll runs on \"%s\"%s", param, bp_describe(c[0].pair),
                 idle.both_ends ? "; both ends of each pipe registered (RLIMIT_NOFILE)" : "");
+        if (idle.n != n) {
+            bu_note("%s: only %zu descriptors fit in RLIMIT_NOFILE (each registration "
+                    "also holds aiopoll's duplicate)", param, idle.n);
+        }
         int per = quick ? 100 : 500, reps = quick ? 5 : 20;
         if (n >= 10000) {
             per /= 5;

@@ -56,10 +56,14 @@ int bp_idle_open(bp_idle *idle, size_t n)
     memset(idle, 0, sizeof(*idle));
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
-    /* Whole pipes (read ends registered) when the limit allows twice n,
-     * else both ends of n/2 pipes: a pipe's write end polled for input is
-     * just as idle. */
-    rlim_t need = (rlim_t)(2 * n + 512);
+    /* aiopoll holds a private duplicate of every registered descriptor
+     * (docs/design.md, "Owned objects"), so n registrations cost n more
+     * descriptors on top of the pipes. Whole pipes (read ends registered)
+     * when the limit allows 3n, else both ends of n/2 pipes (a write end
+     * polled for input is just as idle), else as many as fit (n shrinks:
+     * callers label the scenario with idle->n). */
+    rlim_t slack = 512;
+    rlim_t need = (rlim_t)(3 * n) + slack;
     if (rl.rlim_cur < need && rl.rlim_max >= need) {
         rl.rlim_cur = need;
         setrlimit(RLIMIT_NOFILE, &rl);
@@ -67,6 +71,9 @@ int bp_idle_open(bp_idle *idle, size_t n)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
         idle->both_ends = true;
+        if ((rlim_t)(2 * n) + slack > rl.rlim_cur) {
+            n = rl.rlim_cur > 2 * slack ? (size_t)((rl.rlim_cur - slack) / 2) & ~(size_t)1 : 0;
+        }
     }
     idle->fds = calloc(n ? n : 1, sizeof(int));
     idle->all = calloc(2 * n + 2, sizeof(int));

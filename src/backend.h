@@ -24,6 +24,8 @@
  *  - ids are never reused within a context, so an event that arrives late
  *    (an epoll event queued before the removal) can only name the
  *    registration it was for; the core drops ids it does not know.
+ * Backend sources include this header and platform.h, never aio-internal.h,
+ * so the compiler holds the boundary.
  */
 #ifndef AIOPOLL_BACKEND_H
 #define AIOPOLL_BACKEND_H

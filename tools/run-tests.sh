@@ -9,6 +9,9 @@
 #   musl         the same tests built against musl libc (musl-gcc)
 #   wine         the same test sources cross-built with MinGW-w64, on the
 #                win32 backend, run under Wine
+#   fuzz         the API fuzzer (clang libFuzzer, ASan+UBSan): every input in
+#                tests/fuzz/regressions/ and tests/fuzz/corpus/ replayed, then
+#                AIOPOLL_FUZZ_SECONDS (default 60) of fuzzing per POSIX backend
 #   bench        aiopoll-bench --quick, a smoke run of the benchmark
 #
 # Usage: tools/run-tests.sh [STAGE...]     (default: all stages)
@@ -18,7 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(model native asan tsan musl wine bench)
+[ ${#stages[@]} -gt 0 ] || stages=(model native asan tsan musl wine fuzz bench)
 
 tools/deps.sh --all
 
@@ -126,6 +129,50 @@ for stage in "${stages[@]}"; do
             -DAIOPOLL_MINGW_DEPS="$ROOT/build/mingw-deps" \
             -DAIOPOLL_WINEPREFIX="$ROOT/build/wineprefix" \
             -DAIOPOLL_STRESS_ROUNDS=100000 -DAIOPOLL_BARRIER_ROUNDS=60000
+        ;;
+    fuzz)
+        echo
+        echo "######## fuzz"
+        dir=build/test-fuzz
+        secs=${AIOPOLL_FUZZ_SECONDS:-60}
+        if ! { cmake -S . -B "$dir" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+                 -DAIOPOLL_SANITIZE=address,undefined,fuzzer-no-link -DAIOPOLL_BUILD_FUZZ=ON \
+                 -DAIOPOLL_BUILD_TESTS=OFF -DAIOPOLL_BUILD_EXAMPLES=OFF >"$dir.configure.log" 2>&1 &&
+               cmake --build "$dir" --target fuzz_api >"$dir.build.log" 2>&1; }; then
+            tail -n 40 "$dir.configure.log" "$dir.build.log"
+            total_fail=$((total_fail + 1))
+            failed_stages+=(fuzz)
+        else
+            fz="$dir/tests/fuzz/fuzz_api"
+            while read -r backend; do
+                # Regressions and corpus first: a crash found once stays fixed.
+                if AIOPOLL_BACKEND=$backend "$fz" -runs=0 tests/fuzz/regressions tests/fuzz/corpus \
+                       >"$dir.$backend.replay.log" 2>&1; then
+                    echo "fuzz/$backend: replayed $(ls tests/fuzz/regressions tests/fuzz/corpus | wc -l) inputs: ok"
+                    total_pass=$((total_pass + 1))
+                else
+                    tail -n 40 "$dir.$backend.replay.log"
+                    total_fail=$((total_fail + 1))
+                    failed_stages+=("fuzz/$backend")
+                    continue
+                fi
+                # New inputs go to a scratch corpus; crashes to build/, to be
+                # minimised and added to tests/fuzz/regressions/.
+                work="$dir/corpus-$backend"
+                mkdir -p "$work"
+                if AIOPOLL_BACKEND=$backend "$fz" -max_total_time="$secs" -max_len=512 -timeout=20 \
+                       -artifact_prefix="$dir/$backend-" "$work" tests/fuzz/corpus \
+                       >"$dir.$backend.fuzz.log" 2>&1; then
+                    echo "fuzz/$backend: $(grep -E '^Done' "$dir.$backend.fuzz.log" | tail -n1)"
+                    total_pass=$((total_pass + 1))
+                else
+                    grep -E "invariant broken|ERROR|SUMMARY" "$dir.$backend.fuzz.log" | head -n 20
+                    ls "$dir/$backend-"* 2>/dev/null || true
+                    total_fail=$((total_fail + 1))
+                    failed_stages+=("fuzz/$backend")
+                fi
+            done < <(grep -v '^win32$' "$dir/aiopoll-backends.txt")
+        fi
         ;;
     bench)
         echo

@@ -150,7 +150,11 @@ AIOPOLL_API bool aio_context_in_home_thread(const AioContext *ctx);
  * "pipe+poll", "epoll", "win32"); "" for NULL. A context created with the
  * Linux default "eventfd+ppoll" moves to epoll once more than 8 descriptors
  * are registered (ppoll's cost grows with every descriptor, epoll's does not)
- * and reports "epoll" from then on; the move is one-way. Any thread. */
+ * and reports "epoll" from then on; the move is one-way. The environment
+ * variable AIOPOLL_EPOLL_THRESHOLD, read by aio_context_new, tunes that
+ * number for such a context ("off": never move; a decimal count otherwise;
+ * anything else: the default), for users who measured their own crossover
+ * (docs/performance.md). Any thread. */
 AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
 
 /* ---- Polling and notification ------------------------------------------- */

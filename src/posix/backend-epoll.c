@@ -22,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aio-internal.h"
 #include "epoll-internal.h"
 #include "posix-internal.h"
 

@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "aio-internal.h"
 #include "posix-internal.h"
 
 #define HYBRID (AIOPOLL_HAVE_EVENTFD && AIOPOLL_HAVE_PPOLL && AIOPOLL_HAVE_EPOLL)
@@ -46,8 +45,9 @@
  * with epoll every registration change is a system call (~0.8 us more per
  * add or remove). Up to 8 descriptors ppoll stays within ~25% of epoll and
  * registration stays free of system calls; beyond it the per-wait cost wins.
- * The internal environment variable AIOPOLL_EPOLL_THRESHOLD overrides it
- * ("off" never switches); the benchmark and tests use it. */
+ * AIOPOLL_EPOLL_THRESHOLD overrides it ("off" never switches): a supported,
+ * documented tuning knob (aio.h, aio_context_backend), which the benchmark
+ * and the tests use too. */
 #define EPOLL_THRESHOLD 8
 
 /* A watch as the hybrid keeps it: w->backend_data, watch to unwatch. */

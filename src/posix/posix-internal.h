@@ -8,7 +8,8 @@
 
 #include <aiopoll/aio.h>
 
-#include "aio-internal.h"
+#include "backend.h"
+#include "platform.h"
 
 /* An event notifier is an eventfd (rfd == wfd) or a non-blocking pipe. */
 struct AioEventNotifier {

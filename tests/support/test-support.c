@@ -15,6 +15,7 @@
 #else
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,6 +41,12 @@ int tsup_init(void)
 {
     InitOnceExecuteOnce(&tsup_once, tsup_do_init, NULL, NULL);
     return tsup_init_result;
+}
+
+int tsup_reserve_handles(long n)
+{
+    (void)n; /* handles are limited only by memory */
+    return 0;
 }
 
 static int tsup_set_nonblocking(SOCKET s)
@@ -212,6 +219,20 @@ uint64_t tsup_os_thread_id(void)
 int tsup_init(void)
 {
     return 0;
+}
+
+int tsup_reserve_handles(long n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return -1;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)n) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)n ? (rlim_t)n
+                                                                              : rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)n ? 0 : -1;
 }
 
 static int tsup_prepare_fd(int fd)

@@ -32,6 +32,11 @@ extern "C" {
  * descriptor helpers themselves. Returns 0 or -1. */
 int tsup_init(void);
 
+/* Makes room for n open descriptors (POSIX: raises the RLIMIT_NOFILE soft
+ * limit towards the hard one); 0 when there is room, -1 when the hard limit
+ * is lower. Windows has no such limit. */
+int tsup_reserve_handles(long n);
+
 #if TSUP_HAVE_PIPE
 /* POSIX only: pipe(); fds[0] is the read end, fds[1] the write end; both are
  * non-blocking and close-on-exec. Returns 0 or -1. */
