@@ -160,6 +160,13 @@ static int backend_wait(AioContext *ctx, AioPollSet *set, int64_t timeout, bool 
                         bool *kicked)
 {
     int err = aio__test_wait_error(ctx);
+    /* A child forked while this poll was under way (from a callback, a
+     * signal handler) shares the backend's kernel objects, and with
+     * io_uring the ring's memory, with the parent: waiting there could
+     * consume the parent's completions and wake-up (aio.h, "fork()"). */
+    if (!err && aio__ctx_forked(ctx)) {
+        err = -ECHILD;
+    }
     if (err) {
         *kicked = false;
         return err;
@@ -212,9 +219,7 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
      * (all seq_cst), so the exchange of notified below sees its news.
      * Without a kick we leave kick_pending alone: the object is still
      * signalled and the next sleep returns at once and re-arms. */
-    if (kicked && !aio__ctx_forked(ctx)) {
-        /* (A child forked while this poll was on its way to sleep, e.g. from
-         * a signal handler, must not drain the parent's wake-up.) */
+    if (kicked) {
         ctx->ops->clear_kick(ctx->be);
         atomic_store(&ctx->kick_pending, false);
     }

@@ -11,7 +11,7 @@
 #                win32 backend, run under Wine
 #   fuzz         the API fuzzer (clang libFuzzer, ASan+UBSan): every input in
 #                tests/fuzz/regressions/ and tests/fuzz/corpus/ replayed, then
-#                AIOPOLL_FUZZ_SECONDS (default 60) of fuzzing per POSIX backend
+#                AIOPOLL_FUZZ_SECONDS (default 45) of fuzzing per POSIX backend
 #   bench        aiopoll-bench --quick, a smoke run of the benchmark
 #
 # Usage: tools/run-tests.sh [STAGE...]     (default: all stages)
@@ -134,7 +134,7 @@ for stage in "${stages[@]}"; do
         echo
         echo "######## fuzz"
         dir=build/test-fuzz
-        secs=${AIOPOLL_FUZZ_SECONDS:-60}
+        secs=${AIOPOLL_FUZZ_SECONDS:-45}
         if ! { cmake -S . -B "$dir" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
                  -DAIOPOLL_SANITIZE=address,undefined,fuzzer-no-link -DAIOPOLL_BUILD_FUZZ=ON \
                  -DAIOPOLL_BUILD_TESTS=OFF -DAIOPOLL_BUILD_EXAMPLES=OFF >"$dir.configure.log" 2>&1 &&

@@ -8,6 +8,9 @@ extern const AioBackendOps aio__backend_ppoll;
 #if AIOPOLL_HAVE_EPOLL
 extern const AioBackendOps aio__backend_epoll;
 #endif
+#if AIOPOLL_HAVE_IO_URING
+extern const AioBackendOps aio__backend_io_uring;
+#endif
 extern const AioBackendOps aio__backend_pipe_poll;
 
 const AioBackendOps *const aio__backends[] = {
@@ -18,5 +21,8 @@ const AioBackendOps *const aio__backends[] = {
     &aio__backend_epoll,
 #endif
     &aio__backend_pipe_poll,
+#if AIOPOLL_HAVE_IO_URING
+    &aio__backend_io_uring,
+#endif
     NULL,
 };
