@@ -90,10 +90,15 @@ AIOPOLL_API const char *aio_strerror(int err);
 
 /* Creates a context with one reference. The calling thread becomes its home
  * thread. The backend is chosen by the environment variable AIOPOLL_BACKEND
- * ("eventfd+ppoll", "pipe+poll", "epoll", "win32"); unset or empty picks the
- * platform default. An unknown or unavailable name makes this return NULL with
- * errno set to EINVAL, so that a test run never silently tests the wrong
- * backend. */
+ * ("eventfd+ppoll", "pipe+poll", "epoll", "io_uring", "win32"); unset or
+ * empty picks the platform default ("eventfd+ppoll" on Linux, "pipe+poll" on
+ * other POSIX systems, "win32"). An unknown name, or one this build does not
+ * have, makes this return NULL with errno set to EINVAL, so that a test run
+ * never silently tests the wrong backend. A backend the system refuses at run
+ * time makes it return NULL with the system's errno: "io_uring" gives ENOSYS
+ * on kernels without io_uring (or older than 5.11) and EPERM where it is
+ * disabled (kernel.io_uring_disabled, a seccomp filter); it is never
+ * replaced by another backend when asked for by name. */
 AIOPOLL_API AioContext *aio_context_new(void);
 
 /* Reference counting. The last unref frees the context and everything still
@@ -147,7 +152,7 @@ AIOPOLL_API int aio_context_set_home_thread(AioContext *ctx);
 AIOPOLL_API bool aio_context_in_home_thread(const AioContext *ctx);
 
 /* The name of the mechanism this context waits with now ("eventfd+ppoll",
- * "pipe+poll", "epoll", "win32"); "" for NULL. A context created with the
+ * "pipe+poll", "epoll", "io_uring", "win32"); "" for NULL. A context created with the
  * Linux default "eventfd+ppoll" moves to epoll once more than 8 descriptors
  * are registered (ppoll's cost grows with every descriptor, epoll's does not)
  * and reports "epoll" from then on; the move is one-way. The environment

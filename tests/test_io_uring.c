@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The io_uring backend where the system refuses io_uring (Linux only):
+ * asked for by name, aio_context_new fails with the system's error and
+ * never falls back; the default backend is unaffected. The refusal is a
+ * seccomp filter on io_uring_setup, as container runtimes install, with the
+ * two answers seen in the field: EPERM (policy, kernel.io_uring_disabled)
+ * and ENOSYS (a kernel without io_uring).
+ */
+#include "test-common.h"
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+static void refuse_io_uring_setup(int err)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+static void refused_case(int err)
+{
+    refuse_io_uring_setup(err);
+    setenv("AIOPOLL_BACKEND", "io_uring", 1);
+    errno = 0;
+    AioContext *ctx = aio_context_new();
+    cr_assert_null(ctx, "io_uring was refused, yet a context was made on \"%s\"",
+                   ctx ? aio_context_backend(ctx) : "");
+    cr_assert_eq(errno, err, "errno %d (%s), expected %d", errno, strerror(errno), err);
+
+    unsetenv("AIOPOLL_BACKEND");
+    ctx = aio_context_new();
+    cr_assert_not_null(ctx, "the default backend failed too");
+    cr_assert_str_neq(aio_context_backend(ctx), "io_uring");
+    atomic_int ran = 0;
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_context_unref(ctx);
+}
+
+Test(io_uring, refused_with_eperm_fails_by_name_only, .timeout = 10)
+{
+    refused_case(EPERM);
+}
+
+Test(io_uring, refused_with_enosys_fails_by_name_only, .timeout = 10)
+{
+    refused_case(ENOSYS);
+}
