@@ -5,7 +5,7 @@
 #   tools/deps.sh --all      also MinGW-w64, Wine, musl, g++ and the benchmark's peers
 set -euo pipefail
 
-pkgs=(cmake ninja-build gcc clang pkg-config libcriterion-dev)
+pkgs=(cmake ninja-build gcc clang pkg-config libcriterion-dev liburing-dev)
 if [ "${1:-}" = "--all" ]; then
     pkgs+=(libevent-dev mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++ spin)
 fi
