@@ -93,7 +93,8 @@ AIOPOLL_API const char *aio_strerror(int err);
  * ("eventfd+ppoll", "pipe+poll", "epoll", "win32"); unset or empty picks the
  * platform default. An unknown or unavailable name makes this return NULL with
  * errno set to EINVAL, so that a test run never silently tests the wrong
- * backend. */
+ * backend. Out of memory or descriptors it returns NULL with errno set to
+ * the system's error (ENOMEM, EMFILE, ENFILE). */
 AIOPOLL_API AioContext *aio_context_new(void);
 
 /* Reference counting. The last unref frees the context and everything still
@@ -310,7 +311,9 @@ AIOPOLL_API int aio_set_event_notifier(AioContext *ctx, AioEventNotifier *n,
 /* Nestable. While the disable count is positive, handlers registered with
  * is_external = true are neither polled nor dispatched (their events stay
  * pending, level-triggered). Enabling the last level wakes the context. Any
- * thread. */
+ * thread. Backends that register descriptors with the kernel (epoll, Win32
+ * sockets) do so again on enabling; one that fails there for lack of
+ * kernel memory stays suspended until its handler is registered again. */
 AIOPOLL_API void aio_disable_external(AioContext *ctx);
 AIOPOLL_API void aio_enable_external(AioContext *ctx);
 
@@ -326,7 +329,8 @@ AIOPOLL_API AioTimer *aio_timer_new(AioContext *ctx, AioHandler *cb, void *opaqu
  * aio_clock_ns(). Any thread; wakes the context when the new deadline is the
  * earliest. A timer never fires before its deadline; timers with the same
  * deadline fire in the order they were armed. A deadline in the past fires at
- * the next poll. */
+ * the next poll. When the timer list cannot grow (out of memory), t is left
+ * disarmed: aio_timer_pending(t) says whether it was armed. */
 AIOPOLL_API void aio_timer_mod(AioTimer *t, int64_t expire_ns);
 
 /* Disarms t. Any thread. After this returns on the dispatching thread, t's
