@@ -451,13 +451,20 @@ static void wake_hook(AioContext *ctx, AioHookPoint point, void *opaque)
     }
 }
 
+/* Accepts the notifications that creating the context and its
+ * registrations made, so that the next blocking poll really sleeps: only
+ * a blocking poll accepts, and the notify makes sure it does not sleep. */
+static void settle(AioContext *ctx)
+{
+    aio_notify(ctx);
+    cr_assert_geq(aio_poll(ctx, true), 0);
+}
+
 static void setup_poll_woken(fx *f)
 {
     f->hook_bh = aio_bh_new(f->ctx, tc_count_cb, &f->hook_bh_ran);
     cr_assert_not_null(f->hook_bh);
-    /* Settle: the first blocking poll accepts the notifications that
-     * creating the context and its registrations made. */
-    tc_poll_idle(f->ctx, 10);
+    settle(f->ctx);
     aio__set_test_hook(f->ctx, wake_hook, f);
     atomic_store(&f->hook_once, 1);
 }
@@ -469,16 +476,17 @@ static void post_poll_woken(fx *f, int ret)
     cr_assert_null(err, "the BH scheduled while the poll went to sleep: %s", err);
 }
 
-/* MANY notifiers and a timer 1 ms away: the blocking poll really sleeps
- * on all of them (Windows: with a helper thread). */
+/* MANY notifiers and a timer 50 ms away (far enough that a slow machine
+ * still sleeps): the blocking poll really sleeps on all of them (Windows:
+ * with a helper thread). */
 static void setup_poll_many(fx *f)
 {
     for (int i = 0; i < MANY; i++) {
         cr_assert(notifier_add(f->ctx, &f->many[i], false));
     }
-    tc_poll_idle(f->ctx, 10);
     setup_timer(f);
-    aio_timer_mod(f->timer, aio_clock_ns() + 1000000);
+    aio_timer_mod(f->timer, aio_clock_ns() + 50000000);
+    settle(f->ctx);
 }
 
 static void setup_external(fx *f)
@@ -735,11 +743,16 @@ Test(faults, regress_half_failed_reservation, .timeout = 120)
         f.hook_bh = aio_bh_new(f.ctx, tc_count_cb, &f.hook_bh_ran);
         cr_assert_not_null(f.hook_bh);
         setup_timer(&f);
-        /* The first poll of the context, so that it builds its set, and a
-         * timer 1 ms away, so that it sleeps. */
-        aio_timer_mod(f.timer, aio_clock_ns() + 1000000);
+        /* The first polls of the context, so that they build its set: the
+         * first accepts the timer's notification, the second sleeps until
+         * the timer, 50 ms away. */
+        aio_timer_mod(f.timer, aio_clock_ns() + 50000000);
         aio__fault_arm(AIO_FAULT_ALLOC, nth, ENOMEM);
         int ret = aio_poll(f.ctx, true);
+        if (ret >= 0 || ret == -ENOMEM) {
+            int again = aio_poll(f.ctx, true);
+            ret = ret < 0 ? ret : again;
+        }
         aio__fault_disarm();
         bool fired = aio__fault_fired(AIO_FAULT_ALLOC);
         cr_assert(ret >= 0 || ret == -ENOMEM, "allocation #%u: %s", nth, aio_strerror(ret));
