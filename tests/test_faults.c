@@ -22,6 +22,7 @@
 #include "test-common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if !defined(_WIN32)
