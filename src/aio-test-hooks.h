@@ -6,8 +6,10 @@
  * (aiopoll_testing, see CMakeLists.txt) is. They let the tests force the
  * interleavings that the wake-up protocol exists to survive
  * (docs/wakeup-protocol.md) instead of hoping that timing produces them, put
- * the timers on a clock the test controls, and make the backend's wait fail.
- * In the installed library every hook call compiles to nothing.
+ * the timers on a clock the test controls, make the backend's wait fail, and
+ * make the Nth allocation or system call of a kind fail (the fault table,
+ * docs/testing.md). In the installed library every hook call compiles to
+ * nothing and every wrapper to the plain call.
  */
 #ifndef AIOPOLL_TEST_HOOKS_H
 #define AIOPOLL_TEST_HOOKS_H
@@ -41,6 +43,31 @@ typedef enum AioHookPoint {
 } AioHookPoint;
 
 typedef void AioTestHook(AioContext *ctx, AioHookPoint point, void *opaque);
+
+/* The operations the fault table can make fail, process-wide. Every kind
+ * exists on every platform; one the platform never performs never fires.
+ * The error is what the failing call reports: an errno value on POSIX, a
+ * GetLastError()/WSAGetLastError() code on Windows. */
+typedef enum AioFaultKind {
+    AIO_FAULT_ALLOC,            /* malloc, calloc, realloc of the library */
+    AIO_FAULT_EVENTFD,          /* eventfd() */
+    AIO_FAULT_PIPE,             /* pipe() */
+    AIO_FAULT_FCNTL,            /* fcntl(): F_DUPFD_CLOEXEC of a registration's
+                                 * private duplicate, the pipe flag changes */
+    AIO_FAULT_EPOLL_CREATE,     /* epoll_create1() */
+    AIO_FAULT_EPOLL_CTL,        /* epoll_ctl(EPOLL_CTL_ADD); DEL cannot fail */
+    AIO_FAULT_WAIT,             /* poll(), ppoll(), epoll_wait(), epoll_pwait2();
+                                 * WaitForMultipleObjects() on the polling thread */
+    AIO_FAULT_READ,             /* read() of a notifier or wake-up object */
+    AIO_FAULT_WRITE,            /* write() to one */
+    AIO_FAULT_THREAD,           /* CreateThread() (POSIX starts no thread) */
+    AIO_FAULT_CREATE_EVENT,     /* CreateEventW() */
+    AIO_FAULT_DUPLICATE_HANDLE, /* DuplicateHandle() */
+    AIO_FAULT_WSA_CREATE_EVENT, /* WSACreateEvent() */
+    AIO_FAULT_WSA_EVENT_SELECT, /* WSAEventSelect() that registers a socket */
+    AIO_FAULT_IO_URING_SETUP,   /* io_uring_queue_init() */
+    AIO_FAULT_KINDS
+} AioFaultKind;
 /* A replacement for the monotonic clock of a context's timers. */
 typedef int64_t AioTestClock(void *opaque);
 
@@ -62,6 +89,22 @@ AIOPOLL_API void aio__set_test_clock(AioContext *ctx, AioTestClock *clock, void 
  * without waiting; 0 restores real waits. Any thread. */
 AIOPOLL_API void aio__set_test_wait_error(AioContext *ctx, int err);
 
+/* The fault table. aio__fault_arm makes the nth operation of kind (counted
+ * from this call, 1 = the next one) fail with err instead of being made;
+ * later ones succeed again. Kinds are armed independently; arming a kind
+ * again restarts its count. Process-wide and any thread, but the count is
+ * only deterministic while one thread uses the library: arm, make one call,
+ * disarm. */
+AIOPOLL_API void aio__fault_arm(AioFaultKind kind, unsigned nth, int err);
+/* Disarms every kind (counts and fired flags are kept for the queries). */
+AIOPOLL_API void aio__fault_disarm(void);
+/* Whether the armed failure of kind happened since it was armed. */
+AIOPOLL_API bool aio__fault_fired(AioFaultKind kind);
+/* Operations of kind counted since it was armed. */
+AIOPOLL_API unsigned aio__fault_count(AioFaultKind kind);
+/* A short name ("alloc", "epoll_ctl"...), for messages. */
+AIOPOLL_API const char *aio__fault_name(AioFaultKind kind);
+
 #endif
 
 #ifdef __cplusplus
@@ -70,7 +113,9 @@ AIOPOLL_API void aio__set_test_wait_error(AioContext *ctx, int err);
 
 /* ---- Inside the library ------------------------------------------------- */
 #ifdef AIOPOLL_BUILDING
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "platform.h"
 
@@ -87,6 +132,38 @@ typedef struct AioTestState {
 void aio__call_hook(AioContext *ctx, AioHookPoint point);
 int64_t aio__timers_now(AioContext *ctx);
 int aio__test_wait_error(AioContext *ctx);
+
+/* The error to inject into this operation of kind, or 0 to make it. */
+int aio__fault_hit(AioFaultKind kind);
+
+/* Every allocation of the library goes through these, so that the fault
+ * table sees it. A failure looks like the C library's: NULL, errno ENOMEM. */
+static inline void *aio__alloc_fault(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+#define aio__malloc(size) (aio__fault_hit(AIO_FAULT_ALLOC) ? aio__alloc_fault() : malloc(size))
+#define aio__calloc(n, size) \
+    (aio__fault_hit(AIO_FAULT_ALLOC) ? aio__alloc_fault() : calloc((n), (size)))
+#define aio__realloc(p, size) \
+    (aio__fault_hit(AIO_FAULT_ALLOC) ? aio__alloc_fault() : realloc((p), (size)))
+
+/* The injection point of a system call, for the platform layer and the
+ * backends: AIO_FAULT_CALL(kind, failed, call) evaluates to failed, with
+ * the injected error stored where the caller looks for it (errno on POSIX,
+ * SetLastError on Windows: aio__fault_set_error in platform.c), when the
+ * table says this operation fails, and to call otherwise. */
+void aio__fault_set_error(int err);
+static inline bool aio__fault_inject(AioFaultKind kind)
+{
+    int err = aio__fault_hit(kind);
+    if (err) {
+        aio__fault_set_error(err);
+    }
+    return err != 0;
+}
+#define AIO_FAULT_CALL(kind, failed, call) (aio__fault_inject(kind) ? (failed) : (call))
 #else
 static inline void aio__call_hook(AioContext *ctx, AioHookPoint point)
 {
@@ -105,6 +182,12 @@ static inline int aio__test_wait_error(AioContext *ctx)
     (void)ctx;
     return 0;
 }
+
+/* Macros, not inline functions: the plain calls even at -O0. */
+#define aio__malloc(size) malloc(size)
+#define aio__calloc(n, size) calloc((n), (size))
+#define aio__realloc(p, size) realloc((p), (size))
+#define AIO_FAULT_CALL(kind, failed, call) (call)
 #endif
 #endif /* AIOPOLL_BUILDING */
 

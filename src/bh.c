@@ -53,7 +53,7 @@ static void bh_all_unlink(AioContext *ctx, AioBH *bh)
 
 static AioBH *bh_alloc(AioContext *ctx, AioHandler *cb, void *opaque, unsigned flags)
 {
-    AioBH *bh = calloc(1, sizeof(*bh));
+    AioBH *bh = aio__calloc(1, sizeof(*bh));
     if (!bh) {
         return NULL;
     }

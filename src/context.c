@@ -28,7 +28,7 @@ AioContext *aio_context_new(void)
         errno = EINVAL;
         return NULL;
     }
-    AioContext *ctx = calloc(1, sizeof(*ctx));
+    AioContext *ctx = aio__calloc(1, sizeof(*ctx));
     if (!ctx) {
         errno = ENOMEM;
         return NULL;
@@ -247,5 +247,94 @@ void aio__set_test_wait_error(AioContext *ctx, int err)
 int aio__test_wait_error(AioContext *ctx)
 {
     return atomic_load_explicit(&ctx->test.wait_error, memory_order_relaxed);
+}
+#endif
+
+#if AIOPOLL_TEST_HOOKS
+/* The fault table (aio-test-hooks.h). any_armed keeps the unarmed cost of
+ * an injection point at one relaxed load: the whole test suite runs on this
+ * build, and most of it never arms anything. */
+typedef struct FaultSlot {
+    atomic_uint nth; /* 0: disarmed */
+    atomic_uint count;
+    atomic_int err;
+    atomic_bool fired;
+} FaultSlot;
+
+static FaultSlot fault_slots[AIO_FAULT_KINDS];
+static atomic_bool fault_any_armed;
+
+void aio__fault_arm(AioFaultKind kind, unsigned nth, int err)
+{
+    if ((unsigned)kind >= AIO_FAULT_KINDS) {
+        return;
+    }
+    FaultSlot *s = &fault_slots[kind];
+    atomic_store(&s->nth, 0);
+    atomic_store(&s->count, 0);
+    atomic_store(&s->fired, false);
+    atomic_store(&s->err, err);
+    /* nth last: an operation that sees it armed also sees the count reset
+     * and the error (seq_cst). */
+    atomic_store(&s->nth, nth);
+    atomic_store(&fault_any_armed, nth != 0 || atomic_load(&fault_any_armed));
+}
+
+void aio__fault_disarm(void)
+{
+    atomic_store(&fault_any_armed, false);
+    for (int k = 0; k < AIO_FAULT_KINDS; k++) {
+        atomic_store(&fault_slots[k].nth, 0);
+    }
+}
+
+bool aio__fault_fired(AioFaultKind kind)
+{
+    return (unsigned)kind < AIO_FAULT_KINDS && atomic_load(&fault_slots[kind].fired);
+}
+
+unsigned aio__fault_count(AioFaultKind kind)
+{
+    return (unsigned)kind < AIO_FAULT_KINDS ? atomic_load(&fault_slots[kind].count) : 0;
+}
+
+const char *aio__fault_name(AioFaultKind kind)
+{
+    static const char *const names[AIO_FAULT_KINDS] = {
+        [AIO_FAULT_ALLOC] = "alloc",
+        [AIO_FAULT_EVENTFD] = "eventfd",
+        [AIO_FAULT_PIPE] = "pipe",
+        [AIO_FAULT_FCNTL] = "fcntl",
+        [AIO_FAULT_EPOLL_CREATE] = "epoll_create1",
+        [AIO_FAULT_EPOLL_CTL] = "epoll_ctl",
+        [AIO_FAULT_WAIT] = "wait",
+        [AIO_FAULT_READ] = "read",
+        [AIO_FAULT_WRITE] = "write",
+        [AIO_FAULT_THREAD] = "thread",
+        [AIO_FAULT_CREATE_EVENT] = "CreateEvent",
+        [AIO_FAULT_DUPLICATE_HANDLE] = "DuplicateHandle",
+        [AIO_FAULT_WSA_CREATE_EVENT] = "WSACreateEvent",
+        [AIO_FAULT_WSA_EVENT_SELECT] = "WSAEventSelect",
+        [AIO_FAULT_IO_URING_SETUP] = "io_uring_setup",
+    };
+    return (unsigned)kind < AIO_FAULT_KINDS ? names[kind] : "?";
+}
+
+int aio__fault_hit(AioFaultKind kind)
+{
+    if (!atomic_load_explicit(&fault_any_armed, memory_order_relaxed)) {
+        return 0;
+    }
+    FaultSlot *s = &fault_slots[kind];
+    unsigned nth = atomic_load(&s->nth);
+    if (nth == 0) {
+        return 0;
+    }
+    /* fetch_add: of two threads racing here exactly one gets the nth. */
+    if (atomic_fetch_add(&s->count, 1) + 1 != nth) {
+        return 0;
+    }
+    atomic_store(&s->fired, true);
+    return atomic_load(&s->err);
 }
 #endif

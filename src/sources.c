@@ -138,7 +138,7 @@ static AioSource *source_new(aio_fd_t fd, AioEventNotifier *n, bool is_external,
                              AioHandler *io_read, AioHandler *io_write,
                              AioPollHandler *io_poll, void *opaque, int *err)
 {
-    AioSource *src = calloc(1, sizeof(*src));
+    AioSource *src = aio__calloc(1, sizeof(*src));
     if (!src) {
         *err = -ENOMEM;
         return NULL;
@@ -299,30 +299,33 @@ void aio_enable_external(AioContext *ctx)
 
 static int pollset_reserve(AioPollSet *set, size_t n)
 {
-    if (n <= set->cap && set->srcs) {
+    /* cap, not a pointer: cap is set only once every array is, so a
+     * reservation that failed half-way is redone in full (a NULL map
+     * behind a non-NULL srcs used to crash the next poll's map_build). */
+    if (n <= set->cap && set->cap > 0) {
         return 0;
     }
     size_t cap = set->cap ? set->cap : 8;
     while (cap < n) {
         cap *= 2;
     }
-    AioSource **srcs = realloc(set->srcs, cap * sizeof(*srcs));
+    AioSource **srcs = aio__realloc(set->srcs, cap * sizeof(*srcs));
     if (!srcs) {
         return -ENOMEM;
     }
     set->srcs = srcs;
-    AioWatch **watches = realloc(set->watches, cap * sizeof(*watches));
+    AioWatch **watches = aio__realloc(set->watches, cap * sizeof(*watches));
     if (!watches) {
         return -ENOMEM;
     }
     set->watches = watches;
-    AioReady *ready = realloc(set->ws.ready, cap * sizeof(*ready));
+    AioReady *ready = aio__realloc(set->ws.ready, cap * sizeof(*ready));
     if (!ready) {
         return -ENOMEM;
     }
     set->ws.ready = ready;
     /* The map stays at most half full, so a probe always ends. */
-    AioSource **map = realloc(set->map, 2 * cap * sizeof(*map));
+    AioSource **map = aio__realloc(set->map, 2 * cap * sizeof(*map));
     if (!map) {
         return -ENOMEM;
     }

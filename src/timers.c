@@ -78,7 +78,7 @@ AioTimer *aio_timer_new(AioContext *ctx, AioHandler *cb, void *opaque)
     if (!ctx || !cb) {
         return NULL;
     }
-    AioTimer *t = calloc(1, sizeof(*t));
+    AioTimer *t = aio__calloc(1, sizeof(*t));
     if (!t) {
         return NULL;
     }
@@ -108,7 +108,7 @@ void aio_timer_mod(AioTimer *t, int64_t expire_ns)
     }
     if (ctx->heap_len == ctx->heap_cap) {
         size_t cap = ctx->heap_cap ? ctx->heap_cap * 2 : 16;
-        AioTimer **heap = realloc(ctx->heap, cap * sizeof(*heap));
+        AioTimer **heap = aio__realloc(ctx->heap, cap * sizeof(*heap));
         if (!heap) {
             /* Out of memory: the timer stays disarmed, the documented void
              * signature leaves no other way to report it. */

@@ -8,11 +8,34 @@
  * callback runs exactly once, and callbacks never run on two threads at once.
  *
  * AIOPOLL_STRESS_ROUNDS (default 100000) is the total number of rounds,
- * split between the producers.
+ * split between the producers. tools/run-tests.sh soak runs 10^7.
+ *
+ * The EINTR storm (POSIX) runs the same rounds while another thread sends
+ * the home thread a signal, whose handler is installed without SA_RESTART,
+ * every few microseconds: its waits keep failing with EINTR, which must
+ * never be an error nor lose a wake-up. AIOPOLL_STORM_ROUNDS (default: the
+ * stress rounds, at most 50000).
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
 #include "test-common.h"
 
 #include <string.h>
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#include <signal.h>
+#define STRESS_HAVE_STORM 1
+#else
+#define STRESS_HAVE_STORM 0
+#endif
+
+/* The Criterion bound of one stress run; the soak raises it. */
+#ifndef AIOPOLL_STRESS_TIMEOUT_S
+#define AIOPOLL_STRESS_TIMEOUT_S 600
+#endif
 
 #define STALL_MS 5000
 
@@ -44,6 +67,10 @@ struct stress {
     atomic_long nb_ran;
     atomic_long home_polls;
     producer prod[2];
+#if STRESS_HAVE_STORM
+    pthread_t home_tid;
+    atomic_long signals_sent;
+#endif
 };
 
 static void stress_cb(void *opaque)
@@ -97,6 +124,9 @@ static void home_main(void *arg)
 {
     stress *st = arg;
 
+#if STRESS_HAVE_STORM
+    st->home_tid = pthread_self(); /* read by the storm after home_ready */
+#endif
     if (aio_context_set_home_thread(st->ctx) != 0) {
         atomic_store(&st->home_err, -1);
     } else {
@@ -135,11 +165,33 @@ static int stress_progress(stress *st)
     return atomic_load(&st->prod[0].ran) + atomic_load(&st->prod[1].ran);
 }
 
-Test(stress, producers_home_and_nonblocking_poller, .timeout = 600)
+#if STRESS_HAVE_STORM
+static atomic_long signals_handled;
+
+static void storm_handler(int sig)
+{
+    (void)sig;
+    /* Lock-free: async-signal-safe. */
+    atomic_fetch_add_explicit(&signals_handled, 1, memory_order_relaxed);
+}
+
+static void storm_main(void *arg)
+{
+    stress *st = arg;
+    while (!atomic_load(&st->stop) && !atomic_load(&st->home_done)) {
+        if (pthread_kill(st->home_tid, SIGUSR1) != 0) {
+            break;
+        }
+        atomic_fetch_add_explicit(&st->signals_sent, 1, memory_order_relaxed);
+        tsup_spin_us(3);
+    }
+}
+#endif
+
+static void run_stress(long total, bool storm)
 {
     stress st;
-    tc_thread *home, *nb, *pt[2];
-    long total = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000);
+    tc_thread *home, *nb, *pt[2], *storm_thread = NULL;
     int64_t t0 = tsup_now_ns();
     int last = -1;
     int64_t last_change = tsup_now_ns();
@@ -160,6 +212,13 @@ Test(stress, producers_home_and_nonblocking_poller, .timeout = 600)
     nb = tc_thread_start(nb_main, &st);
     /* Let the new home thread take over before anybody schedules. */
     cr_assert(tsup_wait_flag(&st.home_ready, TC_BOUND_MS), "home thread did not start");
+#if STRESS_HAVE_STORM
+    if (storm) {
+        storm_thread = tc_thread_start(storm_main, &st);
+    }
+#else
+    (void)storm;
+#endif
     for (int i = 0; i < 2; i++) {
         pt[i] = tc_thread_start(producer_main, &st.prod[i]);
     }
@@ -201,6 +260,9 @@ Test(stress, producers_home_and_nonblocking_poller, .timeout = 600)
         cr_assert(tc_thread_join(pt[i], TC_BOUND_MS), "producer %d did not finish", i);
     }
     atomic_store(&st.stop, 1);
+    if (storm_thread) {
+        cr_assert(tc_thread_join(storm_thread, TC_BOUND_MS), "the signal storm did not stop");
+    }
     aio_notify(st.ctx);
     cr_assert(tsup_wait_flag(&st.home_done, TC_BOUND_MS),
               "home thread still asleep %d ms after the final notify: lost wake-up",
@@ -222,9 +284,47 @@ Test(stress, producers_home_and_nonblocking_poller, .timeout = 600)
                      i, atomic_load(&p->ran), p->rounds);
         aio_bh_delete(p->bh);
     }
-    cr_log_info("%s: %ld rounds in %lld ms; home polls %ld, non-blocking polls %ld (ran %ld)",
-                aio_context_backend(st.ctx), total, (long long)tsup_ms_since(t0),
+    int64_t ms = tsup_ms_since(t0);
+    cr_log_info("%s%s: %ld rounds in %lld ms (%.0f rounds/s); home polls %ld, "
+                "non-blocking polls %ld (ran %ld)",
+                aio_context_backend(st.ctx), storm ? " (EINTR storm)" : "", total,
+                (long long)ms, (double)total * 1000.0 / (double)(ms > 0 ? ms : 1),
                 (long)atomic_load(&st.home_polls), (long)atomic_load(&st.nb_polls),
                 (long)atomic_load(&st.nb_ran));
+#if STRESS_HAVE_STORM
+    if (storm) {
+        long sent = atomic_load(&st.signals_sent);
+        long handled = atomic_load(&signals_handled);
+        cr_log_info("EINTR storm: %ld signals sent to the home thread, %ld handled", sent,
+                    handled);
+        /* Otherwise the storm tested nothing. */
+        cr_assert_gt(handled, 0, "no signal reached the home thread");
+    }
+#endif
     aio_context_unref(st.ctx);
+}
+
+Test(stress, producers_home_and_nonblocking_poller, .timeout = AIOPOLL_STRESS_TIMEOUT_S)
+{
+    run_stress(tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000), false);
+}
+
+Test(stress, eintr_storm, .timeout = AIOPOLL_STRESS_TIMEOUT_S)
+{
+#if STRESS_HAVE_STORM
+    long stress_rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000);
+    long rounds = tc_env_long("AIOPOLL_STORM_ROUNDS", stress_rounds < 50000 ? stress_rounds : 50000);
+    /* No SA_RESTART: every wait the signal interrupts fails with EINTR. */
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = storm_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    cr_assert_eq(sigaction(SIGUSR1, &sa, &old), 0);
+    atomic_store(&signals_handled, 0);
+    run_stress(rounds, true);
+    sigaction(SIGUSR1, &old, NULL);
+#else
+    cr_skip_test("no signals on Windows");
+#endif
 }

@@ -13,8 +13,12 @@
 #                tests/fuzz/regressions/ and tests/fuzz/corpus/ replayed, then
 #                AIOPOLL_FUZZ_SECONDS (default 45) of fuzzing per POSIX backend
 #   bench        aiopoll-bench --quick, a smoke run of the benchmark
+#   soak         opt-in, not in the default list: the stress test with 10^7
+#                rounds on every backend, natively and under Wine, with the
+#                rounds per second (AIOPOLL_SOAK_ROUNDS, AIOPOLL_SOAK_TIMEOUT
+#                in seconds per backend run, AIOPOLL_SOAK_TARGETS="native wine")
 #
-# Usage: tools/run-tests.sh [STAGE...]     (default: all stages)
+# Usage: tools/run-tests.sh [STAGE...]     (default: all stages but soak)
 # Build trees go to build/test-<stage>. Ends with "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -74,6 +78,38 @@ run_suite() {
     cases=$(sed -nE 's/.*Synthesis: Tested: ([0-9]+) .*/\1/p' "$dir.ctest.log" | awk '{s += $1} END {print s + 0}')
     echo "$stage: $cases Criterion test cases ran in $(grep -c 'Synthesis: Tested' "$dir.ctest.log") test executions"
     count_ctest "$stage" "$dir.ctest.log"
+}
+
+# run_soak NAME [cmake args...]: the stress test alone, with the soak's
+# rounds. Bounded twice: the test's own watchdog fails a run that makes no
+# progress for 5 s (a lost wake-up), and ctest kills one that outlives
+# AIOPOLL_SOAK_TIMEOUT.
+run_soak() {
+    local name=$1 dir=build/test-soak-$1
+    shift
+    echo
+    echo "######## soak: $name (${AIOPOLL_SOAK_ROUNDS:-10000000} rounds per backend)"
+    mkdir -p "$dir"
+    if ! cmake -S . -B "$dir" -G Ninja "$@" \
+        -DAIOPOLL_STRESS_ROUNDS="${AIOPOLL_SOAK_ROUNDS:-10000000}" \
+        -DAIOPOLL_STRESS_TIMEOUT="${AIOPOLL_SOAK_TIMEOUT:-3600}" >"$dir.configure.log" 2>&1 ||
+        ! cmake --build "$dir" --target test_stress >"$dir.build.log" 2>&1; then
+        tail -n 60 "$dir.configure.log" "$dir.build.log" 2>/dev/null
+        failed_stages+=("soak-$name")
+        total_fail=$((total_fail + 1))
+        return
+    fi
+    # Only the plain stress test: the EINTR storm keeps its own rounds.
+    CRITERION_VERBOSITY_LEVEL=1 AIOPOLL_STORM_ROUNDS=1 \
+        ctest --test-dir "$dir" -R '^stress/' -V >"$dir.ctest.log" 2>&1 || true
+    grep -E "^ *[0-9]+/[0-9]+ Test +#|rounds/s|tests passed|tests failed out of" "$dir.ctest.log" |
+        grep -v "EINTR storm" || true
+    local n
+    for n in $(sed -nE 's/^ *[0-9]+\/[0-9]+ Test +#([0-9]+):.*(Failed|Timeout|Exception|Not Run).*/\1/p' "$dir.ctest.log"); do
+        echo "---- output of failed test #$n"
+        grep -E "^$n: " "$dir.ctest.log" | tail -n 60
+    done
+    count_ctest "soak-$name" "$dir.ctest.log"
 }
 
 mkdir -p build
@@ -173,6 +209,26 @@ for stage in "${stages[@]}"; do
                 fi
             done < <(grep -v '^win32$' "$dir/aiopoll-backends.txt")
         fi
+        ;;
+    soak)
+        for target in ${AIOPOLL_SOAK_TARGETS:-native wine}; do
+            case $target in
+            native)
+                run_soak native -DCMAKE_BUILD_TYPE=RelWithDebInfo
+                ;;
+            wine)
+                tools/build-mingw-criterion.sh "$ROOT/build/mingw-deps"
+                run_soak wine -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+                    -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/mingw-w64-x86_64.cmake" \
+                    -DAIOPOLL_MINGW_DEPS="$ROOT/build/mingw-deps" \
+                    -DAIOPOLL_WINEPREFIX="$ROOT/build/wineprefix"
+                ;;
+            *)
+                echo "run-tests: unknown soak target '$target'" >&2
+                exit 2
+                ;;
+            esac
+        done
         ;;
     bench)
         echo

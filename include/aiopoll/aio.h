@@ -98,7 +98,9 @@ AIOPOLL_API const char *aio_strerror(int err);
  * time makes it return NULL with the system's errno: "io_uring" gives ENOSYS
  * on kernels without io_uring (or older than 5.11) and EPERM where it is
  * disabled (kernel.io_uring_disabled, a seccomp filter); it is never
- * replaced by another backend when asked for by name. */
+ * replaced by another backend when asked for by name. Out of memory or
+ * descriptors it returns NULL with errno set to the system's error (ENOMEM,
+ * EMFILE, ENFILE). */
 AIOPOLL_API AioContext *aio_context_new(void);
 
 /* Reference counting. The last unref frees the context and everything still
@@ -319,7 +321,9 @@ AIOPOLL_API int aio_set_event_notifier(AioContext *ctx, AioEventNotifier *n,
 /* Nestable. While the disable count is positive, handlers registered with
  * is_external = true are neither polled nor dispatched (their events stay
  * pending, level-triggered). Enabling the last level wakes the context. Any
- * thread. */
+ * thread. Backends that register descriptors with the kernel (epoll, Win32
+ * sockets) do so again on enabling; one that fails there for lack of
+ * kernel memory stays suspended until its handler is registered again. */
 AIOPOLL_API void aio_disable_external(AioContext *ctx);
 AIOPOLL_API void aio_enable_external(AioContext *ctx);
 
@@ -335,7 +339,8 @@ AIOPOLL_API AioTimer *aio_timer_new(AioContext *ctx, AioHandler *cb, void *opaqu
  * aio_clock_ns(). Any thread; wakes the context when the new deadline is the
  * earliest. A timer never fires before its deadline; timers with the same
  * deadline fire in the order they were armed. A deadline in the past fires at
- * the next poll. */
+ * the next poll. When the timer list cannot grow (out of memory), t is left
+ * disarmed: aio_timer_pending(t) says whether it was armed. */
 AIOPOLL_API void aio_timer_mod(AioTimer *t, int64_t expire_ns);
 
 /* Disarms t. Any thread. After this returns on the dispatching thread, t's

@@ -31,12 +31,12 @@
 
 int aio__epoll_open(AioEpoll *ep, int wake_fd)
 {
-    ep->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ep->epfd = AIO_FAULT_CALL(AIO_FAULT_EPOLL_CREATE, -1, epoll_create1(EPOLL_CLOEXEC));
     if (ep->epfd < 0) {
         return -errno;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
-    if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, wake_fd, &ev) < 0) {
+    if (AIO_FAULT_CALL(AIO_FAULT_EPOLL_CTL, -1, epoll_ctl(ep->epfd, EPOLL_CTL_ADD, wake_fd, &ev)) < 0) {
         int err = -errno;
         close(ep->epfd);
         ep->epfd = -1;
@@ -73,7 +73,7 @@ static int always_add(AioEpoll *ep, AioSourceId id)
     size_t n = atomic_load_explicit(&ep->nalways, memory_order_relaxed);
     if (n == ep->nalways_cap) {
         size_t cap = ep->nalways_cap ? ep->nalways_cap * 2 : 4;
-        AioSourceId *a = realloc(ep->always, cap * sizeof(*a));
+        AioSourceId *a = aio__realloc(ep->always, cap * sizeof(*a));
         if (!a) {
             aio__mutex_unlock(&ep->always_lock);
             return -ENOMEM;
@@ -110,7 +110,8 @@ static bool always_del(AioEpoll *ep, AioSourceId id)
 int aio__epoll_add(AioEpoll *ep, const AioWatch *w)
 {
     struct epoll_event ev = {.events = interest_events(w), .data.u64 = w->id};
-    if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, aio__watch_fd(w), &ev) < 0) {
+    if (AIO_FAULT_CALL(AIO_FAULT_EPOLL_CTL, -1,
+                       epoll_ctl(ep->epfd, EPOLL_CTL_ADD, aio__watch_fd(w), &ev)) < 0) {
         /* EPERM: a file epoll cannot watch, which poll() reports ready for
          * both directions at all times; report it the same way. */
         return errno == EPERM ? always_add(ep, w->id) : -errno;
@@ -163,7 +164,7 @@ static int do_epoll_wait(int epfd, struct epoll_event *evs, int max, int64_t tim
     if (timeout_ns > 0 && atomic_load_explicit(&have_pwait2, memory_order_relaxed)) {
         struct timespec ts = {.tv_sec = (time_t)(timeout_ns / 1000000000),
                               .tv_nsec = (long)(timeout_ns % 1000000000)};
-        int r = epoll_pwait2(epfd, evs, max, &ts, NULL);
+        int r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -1, epoll_pwait2(epfd, evs, max, &ts, NULL));
         if (r >= 0 || errno != ENOSYS) {
             return r;
         }
@@ -172,7 +173,8 @@ static int do_epoll_wait(int epfd, struct epoll_event *evs, int max, int64_t tim
 #endif
     /* 0 and -1 need no conversion; anything else is rounded up to whole
      * milliseconds so that no timer fires early. */
-    return epoll_wait(epfd, evs, max, aio__timeout_ms_ceil(timeout_ns));
+    return AIO_FAULT_CALL(AIO_FAULT_WAIT, -1,
+                          epoll_wait(epfd, evs, max, aio__timeout_ms_ceil(timeout_ns)));
 }
 
 int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,
@@ -194,7 +196,7 @@ int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t 
         while (cap < want) {
             cap *= 2;
         }
-        void *evs = realloc(sc->events, cap * sizeof(struct epoll_event));
+        void *evs = aio__realloc(sc->events, cap * sizeof(struct epoll_event));
         if (!evs) {
             return -ENOMEM;
         }
@@ -249,7 +251,7 @@ struct AioBackend {
 
 static AioBackend *epoll_create_be(void)
 {
-    AioBackend *be = calloc(1, sizeof(*be));
+    AioBackend *be = aio__calloc(1, sizeof(*be));
     if (!be) {
         errno = ENOMEM;
         return NULL;
@@ -305,7 +307,7 @@ static int epoll_be_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bo
                          bool *kicked)
 {
     if (!set->scratch) {
-        set->scratch = calloc(1, sizeof(AioEpollScratch));
+        set->scratch = aio__calloc(1, sizeof(AioEpollScratch));
         if (!set->scratch) {
             *kicked = false;
             set->nready = 0;

@@ -49,7 +49,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aio-test-hooks.h" /* AIOPOLL_TEST_HOOKS */
 #include "posix-internal.h"
 
 #define RING_ENTRIES 256
@@ -125,7 +124,7 @@ static Reg *reg_find(AioBackend *be, AioSourceId id)
 static int table_grow(AioBackend *be)
 {
     size_t size = (be->table_mask + 1) * 2;
-    Reg **t = calloc(size, sizeof(*t));
+    Reg **t = aio__calloc(size, sizeof(*t));
     if (!t) {
         return -ENOMEM;
     }
@@ -150,7 +149,7 @@ static int id_push(AioSourceId **v, size_t *n, size_t *cap, AioSourceId id)
 {
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 16;
-        AioSourceId *p = realloc(*v, c * sizeof(*p));
+        AioSourceId *p = aio__realloc(*v, c * sizeof(*p));
         if (!p) {
             return -ENOMEM;
         }
@@ -187,13 +186,13 @@ static bool force_eventfd(void)
 
 static AioBackend *uring_create(void)
 {
-    AioBackend *be = calloc(1, sizeof(*be));
+    AioBackend *be = aio__calloc(1, sizeof(*be));
     if (!be) {
         errno = ENOMEM;
         return NULL;
     }
     be->efd = -1;
-    be->table = calloc(64, sizeof(*be->table));
+    be->table = aio__calloc(64, sizeof(*be->table));
     if (!be->table) {
         free(be);
         errno = ENOMEM;
@@ -203,7 +202,8 @@ static AioBackend *uring_create(void)
     /* Refused by the kernel (ENOSYS: too old or not built in; EPERM:
      * kernel.io_uring_disabled or a seccomp filter): the context asked for
      * us by name, so it fails with that error rather than run elsewhere. */
-    int err = io_uring_queue_init(RING_ENTRIES, &be->ring, 0);
+    int err = AIO_FAULT_CALL(AIO_FAULT_IO_URING_SETUP, -errno,
+                             io_uring_queue_init(RING_ENTRIES, &be->ring, 0));
     if (err < 0) {
         free(be->table);
         free(be);
@@ -222,7 +222,7 @@ static AioBackend *uring_create(void)
     }
     be->use_futex = probe_futex_wait(&be->ring) && !force_eventfd();
     if (!be->use_futex) {
-        be->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        be->efd = AIO_FAULT_CALL(AIO_FAULT_EVENTFD, -1, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
         if (be->efd < 0) {
             int e = errno;
             io_uring_queue_exit(&be->ring);
@@ -299,7 +299,7 @@ static void uring_clear_kick(AioBackend *be)
 
 static int uring_watch(AioBackend *be, AioWatch *w)
 {
-    Reg *r = calloc(1, sizeof(*r));
+    Reg *r = aio__calloc(1, sizeof(*r));
     if (!r) {
         return -ENOMEM;
     }
@@ -424,13 +424,14 @@ static int timeout_wait(AioBackend *be, int64_t timeout_ns)
     struct io_uring_cqe *cqe = NULL;
     int r;
     if (timeout_ns < 0) {
-        r = io_uring_submit_and_wait(&be->ring, 1);
+        r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -errno, io_uring_submit_and_wait(&be->ring, 1));
     } else if (timeout_ns == 0) {
-        r = io_uring_submit(&be->ring);
+        r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -errno, io_uring_submit(&be->ring));
     } else {
         struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
                                        .tv_nsec = timeout_ns % 1000000000};
-        r = io_uring_submit_and_wait_timeout(&be->ring, &cqe, 1, &ts, NULL);
+        r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -errno,
+                           io_uring_submit_and_wait_timeout(&be->ring, &cqe, 1, &ts, NULL));
     }
     if (r == -ETIME || r == -EINTR || r == -EAGAIN || r == -EBUSY) {
         return 0; /* timed out, interrupted, or the CQ is backed up: reap */
@@ -502,7 +503,7 @@ static void reap(AioBackend *be, AioWaitSet *set, bool *kicked)
 static int scan_nonblocking(AioWaitSet *set)
 {
     struct pollfd stack[64];
-    struct pollfd *pfd = set->n <= 64 ? stack : malloc(set->n * sizeof(*pfd));
+    struct pollfd *pfd = set->n <= 64 ? stack : aio__malloc(set->n * sizeof(*pfd));
     if (!pfd) {
         return -ENOMEM;
     }
@@ -512,7 +513,7 @@ static int scan_nonblocking(AioWaitSet *set)
                                 (set->watches[i]->interest & AIO_EV_WRITE ? POLLOUT : 0));
         pfd[i].revents = 0;
     }
-    int r = poll(pfd, (nfds_t)set->n, 0);
+    int r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -1, poll(pfd, (nfds_t)set->n, 0));
     int err = r < 0 && errno != EINTR && errno != EAGAIN ? -errno : 0;
     for (size_t i = 0; r > 0 && i < set->n; i++) {
         short re = pfd[i].revents;

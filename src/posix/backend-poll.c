@@ -85,7 +85,7 @@ typedef struct PollScratch {
 
 static AioBackend *create_common(bool use_pipe, bool use_ppoll)
 {
-    AioBackend *be = calloc(1, sizeof(*be));
+    AioBackend *be = aio__calloc(1, sizeof(*be));
     if (!be) {
         errno = ENOMEM;
         return NULL;
@@ -97,6 +97,11 @@ static AioBackend *create_common(bool use_pipe, bool use_ppoll)
         return NULL;
     }
     be->use_ppoll = use_ppoll;
+#if HYBRID
+    /* For pipe+poll too, which never opens it: calloc's 0 made teardown's
+     * aio__epoll_close close descriptor 0, someone else's. */
+    be->ep.epfd = -1;
+#endif
     return be;
 }
 
@@ -133,7 +138,7 @@ static int build_pollfds(AioWaitSet *set, PollScratch *sc)
 {
     size_t need = set->n + 1;
     if (need > sc->pfd_cap) {
-        struct pollfd *p = realloc(sc->pfd, need * sizeof(*p));
+        struct pollfd *p = aio__realloc(sc->pfd, need * sizeof(*p));
         if (!p) {
             return -ENOMEM;
         }
@@ -157,7 +162,7 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
     *kicked = false;
     set->nready = 0;
     if (!set->scratch) {
-        set->scratch = calloc(1, sizeof(PollScratch));
+        set->scratch = aio__calloc(1, sizeof(PollScratch));
         if (!set->scratch) {
             return -ENOMEM;
         }
@@ -189,11 +194,11 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
             ts.tv_nsec = (long)(timeout_ns % 1000000000);
             tsp = &ts;
         }
-        r = ppoll(pfd, nfds, tsp, NULL);
+        r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -1, ppoll(pfd, nfds, tsp, NULL));
     } else
 #endif
     {
-        r = poll(pfd, nfds, aio__timeout_ms_ceil(timeout_ns));
+        r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -1, poll(pfd, nfds, aio__timeout_ms_ceil(timeout_ns)));
     }
     if (r < 0) {
         return errno == EINTR || errno == EAGAIN ? 0 : -errno;
@@ -278,14 +283,14 @@ static int hybrid_watch(AioBackend *be, AioWatch *w)
 {
     if (be->nwatched == be->watched_cap) {
         size_t cap = be->watched_cap ? be->watched_cap * 2 : 16;
-        PollReg **r = realloc(be->watched, cap * sizeof(*r));
+        PollReg **r = aio__realloc(be->watched, cap * sizeof(*r));
         if (!r) {
             return -ENOMEM;
         }
         be->watched = r;
         be->watched_cap = cap;
     }
-    PollReg *reg = malloc(sizeof(*reg));
+    PollReg *reg = aio__malloc(sizeof(*reg));
     if (!reg) {
         return -ENOMEM;
     }
@@ -339,7 +344,6 @@ static AioBackend *ppoll_create(void)
 #if HYBRID
     if (be) {
         be->threshold = threshold_from_env();
-        be->ep.epfd = -1;
         atomic_init(&be->epoll_mode, false);
     }
 #endif

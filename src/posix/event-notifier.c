@@ -15,12 +15,12 @@
 
 static int set_cloexec_nonblock(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    int fl = AIO_FAULT_CALL(AIO_FAULT_FCNTL, -1, fcntl(fd, F_GETFL));
+    if (fl < 0 || AIO_FAULT_CALL(AIO_FAULT_FCNTL, -1, fcntl(fd, F_SETFL, fl | O_NONBLOCK)) < 0) {
         return -errno;
     }
-    int fdfl = fcntl(fd, F_GETFD);
-    if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0) {
+    int fdfl = AIO_FAULT_CALL(AIO_FAULT_FCNTL, -1, fcntl(fd, F_GETFD));
+    if (fdfl < 0 || AIO_FAULT_CALL(AIO_FAULT_FCNTL, -1, fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC)) < 0) {
         return -errno;
     }
     return 0;
@@ -31,7 +31,7 @@ int aio__notifier_open(AioEventNotifier *n, bool use_pipe, bool initially_set)
     n->rfd = n->wfd = -1;
 #if AIOPOLL_HAVE_EVENTFD
     if (!use_pipe) {
-        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        int fd = AIO_FAULT_CALL(AIO_FAULT_EVENTFD, -1, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
         if (fd < 0) {
             return -errno;
         }
@@ -42,7 +42,7 @@ int aio__notifier_open(AioEventNotifier *n, bool use_pipe, bool initially_set)
 #endif
     if (use_pipe) {
         int fds[2];
-        if (pipe(fds) < 0) {
+        if (AIO_FAULT_CALL(AIO_FAULT_PIPE, -1, pipe(fds)) < 0) {
             return -errno;
         }
         n->rfd = fds[0];
@@ -81,7 +81,7 @@ int aio__notifier_set(AioEventNotifier *n)
     static const uint64_t one = 1;
     size_t len = n->rfd == n->wfd ? sizeof(one) : 1;
     for (;;) {
-        ssize_t r = write(n->wfd, &one, len);
+        ssize_t r = AIO_FAULT_CALL(AIO_FAULT_WRITE, -1, write(n->wfd, &one, len));
         if (r >= 0 || errno == EAGAIN) {
             return 0;
         }
@@ -96,7 +96,7 @@ bool aio__notifier_test_and_clear(AioEventNotifier *n)
     bool was_set = false;
     char buf[512];
     for (;;) {
-        ssize_t r = read(n->rfd, buf, sizeof(buf));
+        ssize_t r = AIO_FAULT_CALL(AIO_FAULT_READ, -1, read(n->rfd, buf, sizeof(buf)));
         if (r > 0) {
             was_set = true;
             if (n->rfd == n->wfd) {
@@ -122,7 +122,7 @@ static bool public_notifiers_use_pipe(void)
 
 AioEventNotifier *aio_event_notifier_new(bool initially_set)
 {
-    AioEventNotifier *n = malloc(sizeof(*n));
+    AioEventNotifier *n = aio__malloc(sizeof(*n));
     if (!n) {
         errno = ENOMEM;
         return NULL;

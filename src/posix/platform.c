@@ -100,7 +100,7 @@ int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n)
      * handler, and the number may then be reused for anything, but this
      * descriptor stays what the backend waits on and, for epoll, the key
      * that EPOLL_CTL_DEL always finds (docs/design.md, "Owned objects"). */
-    int d = fcntl(src, F_DUPFD_CLOEXEC, 0);
+    int d = AIO_FAULT_CALL(AIO_FAULT_FCNTL, -1, fcntl(src, F_DUPFD_CLOEXEC, 0));
     if (d < 0) {
         return errno == EINVAL ? -EBADF : -errno;
     }
@@ -137,6 +137,13 @@ static void fork_register(void)
      * parent would, which is what the library did before it had a policy. */
     (void)pthread_atfork(NULL, NULL, on_fork_child);
 }
+
+#if AIOPOLL_TEST_HOOKS
+void aio__fault_set_error(int err)
+{
+    errno = err;
+}
+#endif
 
 unsigned aio__fork_generation(void)
 {

@@ -8,6 +8,7 @@
 
 #include <aiopoll/aio.h>
 
+#include "aio-test-hooks.h" /* fault-injection wrappers (no-ops outside tests) */
 #include "backend.h"
 #include "platform.h"
 

@@ -101,13 +101,13 @@ static int w32_watch(AioBackend *be, AioWatch *w)
     if (w->obj.is_event) {
         return 0; /* waited on through its handle; nothing to register */
     }
-    SockRec *rec = calloc(1, sizeof(*rec));
+    SockRec *rec = aio__calloc(1, sizeof(*rec));
     if (!rec) {
         return -ENOMEM;
     }
     rec->s = w->obj.fd;
     rec->interest = w->interest;
-    rec->ev = WSACreateEvent();
+    rec->ev = AIO_FAULT_CALL(AIO_FAULT_WSA_CREATE_EVENT, WSA_INVALID_EVENT, WSACreateEvent());
     if (rec->ev == WSA_INVALID_EVENT) {
         free(rec);
         return -ENOMEM;
@@ -120,7 +120,8 @@ static int w32_watch(AioBackend *be, AioWatch *w)
         mask |= FD_WRITE | FD_CONNECT;
     }
     /* Also makes the socket non-blocking, for good (docs/win32-backend.md). */
-    if (WSAEventSelect(rec->s, rec->ev, mask) == SOCKET_ERROR) {
+    if (AIO_FAULT_CALL(AIO_FAULT_WSA_EVENT_SELECT, SOCKET_ERROR,
+                       WSAEventSelect(rec->s, rec->ev, mask)) == SOCKET_ERROR) {
         int err = aio__win32_wsa_errno(WSAGetLastError());
         WSACloseEvent(rec->ev);
         free(rec);
@@ -162,13 +163,13 @@ static AioBackend *w32_create(void)
         errno = -err;
         return NULL;
     }
-    AioBackend *be = calloc(1, sizeof(*be));
+    AioBackend *be = aio__calloc(1, sizeof(*be));
     if (!be) {
         errno = ENOMEM;
         return NULL;
     }
     InitializeSRWLock(&be->rec_lock);
-    be->wake = CreateEventW(NULL, TRUE, FALSE, NULL);
+    be->wake = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, TRUE, FALSE, NULL));
     if (!be->wake || aio__waiters_init(&be->waiters) < 0) {
         if (be->wake) {
             CloseHandle(be->wake);
@@ -228,7 +229,9 @@ static void scratch_free(Scratch *sc)
 
 static int scratch_reserve(Scratch *sc, size_t n)
 {
-    if (n <= sc->cap && sc->wh) {
+    /* cap, not a pointer: cap is set only once every array is, so a
+     * reservation that failed half-way is redone in full. */
+    if (n <= sc->cap && sc->cap > 0) {
         return 0;
     }
     size_t cap = sc->cap ? sc->cap : 8;
@@ -237,7 +240,7 @@ static int scratch_reserve(Scratch *sc, size_t n)
     }
 #define GROW(field, count)                                          \
     do {                                                            \
-        void *p_ = realloc(sc->field, (count) * sizeof(*sc->field)); \
+        void *p_ = aio__realloc(sc->field, (count) * sizeof(*sc->field)); \
         if (!p_) {                                                  \
             return -ENOMEM;                                         \
         }                                                           \
@@ -256,7 +259,7 @@ static int scratch_reserve(Scratch *sc, size_t n)
     size_t setsz = offsetof(BigFdSet, fd_array) + cap * sizeof(SOCKET);
     BigFdSet **sets[3] = {&sc->rd, &sc->wr, &sc->ex};
     for (int i = 0; i < 3; i++) {
-        BigFdSet *p = realloc(*sets[i], setsz);
+        BigFdSet *p = aio__realloc(*sets[i], setsz);
         if (!p) {
             return -ENOMEM;
         }
@@ -270,7 +273,7 @@ static int scratch_build(AioBackend *be, AioWaitSet *set)
 {
     Scratch *sc = set->scratch;
     if (!sc) {
-        sc = calloc(1, sizeof(*sc));
+        sc = aio__calloc(1, sizeof(*sc));
         if (!sc) {
             return -ENOMEM;
         }
@@ -343,7 +346,9 @@ static int scan_handles(Scratch *sc, const HANDLE *h, size_t n, size_t off, bool
         size_t cnt = n - base < MAXIMUM_WAIT_OBJECTS ? n - base : MAXIMUM_WAIT_OBJECTS;
         size_t pos = 0;
         while (pos < cnt) {
-            DWORD r = WaitForMultipleObjects((DWORD)(cnt - pos), &h[base + pos], FALSE, 0);
+            DWORD r = AIO_FAULT_CALL(
+                AIO_FAULT_WAIT, WAIT_FAILED,
+                WaitForMultipleObjects((DWORD)(cnt - pos), &h[base + pos], FALSE, 0));
             if (r == WAIT_TIMEOUT) {
                 break;
             }

@@ -44,12 +44,13 @@
 
 AioEventNotifier *aio_event_notifier_new(bool initially_set)
 {
-    AioEventNotifier *n = malloc(sizeof(*n));
+    AioEventNotifier *n = aio__malloc(sizeof(*n));
     if (!n) {
         errno = ENOMEM;
         return NULL;
     }
-    n->event = CreateEventW(NULL, TRUE, initially_set ? TRUE : FALSE, NULL);
+    n->event = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL,
+                              CreateEventW(NULL, TRUE, initially_set ? TRUE : FALSE, NULL));
     if (!n->event) {
         free(n);
         errno = ENOMEM;

@@ -113,10 +113,15 @@ int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n)
      * SYNCHRONIZE only: the context waits on it and can do nothing else
      * (setting and resetting stay the notifier's). */
     HANDLE dup = NULL;
-    if (!DuplicateHandle(GetCurrentProcess(), n->event, GetCurrentProcess(), &dup, SYNCHRONIZE,
-                         FALSE, 0)) {
+    if (!AIO_FAULT_CALL(AIO_FAULT_DUPLICATE_HANDLE, FALSE,
+                        DuplicateHandle(GetCurrentProcess(), n->event, GetCurrentProcess(), &dup,
+                                        SYNCHRONIZE, FALSE, 0))) {
         DWORD e = GetLastError();
-        return e == ERROR_INVALID_HANDLE ? -EBADF : -ENOMEM;
+        if (e == ERROR_INVALID_HANDLE) {
+            return -EBADF;
+        }
+        /* aio.h: -EMFILE when no handle is left for the duplicate. */
+        return e == ERROR_TOO_MANY_OPEN_FILES ? -EMFILE : -ENOMEM;
     }
     *o = (AioObject){.is_event = true, .fd = INVALID_SOCKET, .handle = dup};
     return 0;
@@ -129,6 +134,14 @@ void aio__object_close(AioObject *o)
     }
     o->handle = NULL;
 }
+
+#if AIOPOLL_TEST_HOOKS
+void aio__fault_set_error(int err)
+{
+    /* WSAGetLastError() reads the same per-thread value. */
+    SetLastError((DWORD)err);
+}
+#endif
 
 unsigned aio__fork_generation(void)
 {

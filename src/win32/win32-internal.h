@@ -9,6 +9,7 @@
 
 #include <aiopoll/aio.h>
 
+#include "aio-test-hooks.h"
 #include "platform-types.h"
 
 /*

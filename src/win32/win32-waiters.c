@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aio-test-hooks.h"
 #include "win32-waiters.h"
 
 #define GROUP (MAXIMUM_WAIT_OBJECTS - 1) /* handles per thread, plus one control */
@@ -104,22 +105,23 @@ static void waiter_free(AioWaiter *w)
 
 static AioWaiter *waiter_new(HANDLE any)
 {
-    AioWaiter *w = calloc(1, sizeof(*w));
+    AioWaiter *w = aio__calloc(1, sizeof(*w));
     if (!w) {
         return NULL;
     }
     w->any = any;
-    w->go = CreateEventW(NULL, FALSE, FALSE, NULL);
-    w->stop = CreateEventW(NULL, FALSE, FALSE, NULL);
-    w->done = CreateEventW(NULL, FALSE, FALSE, NULL);
+    w->go = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, FALSE, FALSE, NULL));
+    w->stop = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, FALSE, FALSE, NULL));
+    w->done = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, FALSE, FALSE, NULL));
     if (!w->go || !w->stop || !w->done) {
         waiter_free(w);
         return NULL;
     }
     w->handles[0] = w->stop;
     /* The helpers only wait: a small stack reservation is plenty. */
-    w->thread = CreateThread(NULL, 64 * 1024, waiter_main, w,
-                             STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+    w->thread = AIO_FAULT_CALL(AIO_FAULT_THREAD, NULL,
+                               CreateThread(NULL, 64 * 1024, waiter_main, w,
+                                            STACK_SIZE_PARAM_IS_A_RESERVATION, NULL));
     if (!w->thread) {
         waiter_free(w);
         return NULL;
@@ -131,7 +133,7 @@ int aio__waiters_init(AioWaiterPool *p)
 {
     memset(p, 0, sizeof(*p));
     InitializeSRWLock(&p->lock);
-    p->any = CreateEventW(NULL, TRUE, FALSE, NULL);
+    p->any = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, TRUE, FALSE, NULL));
     return p->any ? 0 : -ENOMEM;
 }
 
@@ -155,12 +157,12 @@ static int pool_reserve(AioWaiterPool *p, size_t want)
         while (cap < want) {
             cap *= 2;
         }
-        AioWaiter **w = realloc(p->w, cap * sizeof(*w));
+        AioWaiter **w = aio__realloc(p->w, cap * sizeof(*w));
         if (!w) {
             return -ENOMEM;
         }
         p->w = w;
-        HANDLE *done = realloc(p->done, cap * sizeof(*done));
+        HANDLE *done = aio__realloc(p->done, cap * sizeof(*done));
         if (!done) {
             return -ENOMEM;
         }
@@ -235,7 +237,9 @@ int aio__waiters_wait(AioWaiterPool *p, const HANDLE *h, size_t n, DWORD ms,
         return 0;
     }
     if (n <= MAXIMUM_WAIT_OBJECTS) {
-        classify(WaitForMultipleObjects((DWORD)n, h, FALSE, ms), (DWORD)n, res);
+        classify(AIO_FAULT_CALL(AIO_FAULT_WAIT, WAIT_FAILED,
+                                WaitForMultipleObjects((DWORD)n, h, FALSE, ms)),
+                 (DWORD)n, res);
         return 0;
     }
 
@@ -263,7 +267,8 @@ int aio__waiters_wait(AioWaiterPool *p, const HANDLE *h, size_t n, DWORD ms,
     HANDLE mine[MAXIMUM_WAIT_OBJECTS];
     memcpy(mine, h, GROUP * sizeof(HANDLE));
     mine[GROUP] = p->any;
-    DWORD r = WaitForMultipleObjects(MAXIMUM_WAIT_OBJECTS, mine, FALSE, ms);
+    DWORD r = AIO_FAULT_CALL(AIO_FAULT_WAIT, WAIT_FAILED,
+                             WaitForMultipleObjects(MAXIMUM_WAIT_OBJECTS, mine, FALSE, ms));
     size_t i0 = signalled_index(r, MAXIMUM_WAIT_OBJECTS);
     if (i0 != SIZE_MAX) {
         if (i0 < GROUP) {

@@ -13,6 +13,7 @@
 #include <ws2tcpip.h>
 #include <windows.h>
 #else
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -208,6 +209,12 @@ void tsup_yield(void)
     SwitchToThread();
 }
 
+long tsup_open_handles(void)
+{
+    DWORD n = 0;
+    return GetProcessHandleCount(GetCurrentProcess(), &n) ? (long)n : -1;
+}
+
 uint64_t tsup_os_thread_id(void)
 {
     return (uint64_t)GetCurrentThreadId();
@@ -362,6 +369,27 @@ void tsup_sleep_ms(int ms)
 void tsup_yield(void)
 {
     sched_yield();
+}
+
+long tsup_open_handles(void)
+{
+    /* The directory's own descriptor is one of the entries, in every count
+     * alike. */
+    static const char *const dirs[] = {"/proc/self/fd", "/dev/fd"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        DIR *d = opendir(dirs[i]);
+        if (!d) {
+            continue;
+        }
+        long n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            n += e->d_name[0] != '.';
+        }
+        closedir(d);
+        return n;
+    }
+    return -1;
 }
 
 uint64_t tsup_os_thread_id(void)

@@ -90,6 +90,12 @@ uint64_t tsup_os_thread_id(void);
 #define TSUP_OS_THREAD_IDS_REUSED 0
 #endif
 
+/* How many descriptors (POSIX: entries of /proc/self/fd or /dev/fd) or
+ * kernel handles (Windows: GetProcessHandleCount) the process has open now,
+ * or -1 when the system cannot say. For leak checks: compare two counts
+ * taken with the same set of threads alive. */
+long tsup_open_handles(void);
+
 /* Bounded waits on an atomic written by another thread. They return true as
  * soon as the condition holds, false after ms milliseconds. */
 bool tsup_wait_flag(atomic_int *flag, int ms);            /* *flag != 0 */
