@@ -265,9 +265,10 @@ elseif(MODE STREQUAL "exports")
   if(TOOLCHAIN_FILE)
     # The DLL's export table: "[ ordinal] name" lines after "Name Pointer".
     execute_process(COMMAND "${OBJDUMP}" -p "${_lib}" OUTPUT_VARIABLE _dump RESULT_VARIABLE _rc)
-    string(REGEX MATCH "\\[Ordinal/Name Pointer\\] Table.*" _dump "${_dump}")
-    string(REGEX MATCHALL "\\][ \t]+[A-Za-z_][A-Za-z0-9_]*" _syms "${_dump}")
-    list(TRANSFORM _syms REPLACE "^\\][ \t]+" "")
+    # The table ends at the first blank line.
+    string(REGEX MATCH "Name Pointer\\] Table\n([^\n]+\n)+" _dump "${_dump}")
+    string(REGEX MATCHALL "\n[ \t]*\\[ *[0-9]+\\] [A-Za-z_][A-Za-z0-9_]*" _syms "${_dump}")
+    list(TRANSFORM _syms REPLACE "^.*] " "")
   else()
     # Defined dynamic symbols: objdump -T lines without *UND*.
     execute_process(COMMAND "${OBJDUMP}" -T "${_lib}" OUTPUT_VARIABLE _dump RESULT_VARIABLE _rc)
