@@ -43,7 +43,9 @@ if(AIOPOLL_WITH_IO_URING STREQUAL "ON" AND NOT AIOPOLL_HAVE_IO_URING)
   message(FATAL_ERROR "aiopoll: AIOPOLL_WITH_IO_URING=ON but no usable liburing (2.2+) was found")
 endif()
 if(AIOPOLL_HAVE_IO_URING)
-  set(_aiopoll_platform_libraries ${AIOPOLL_LIBURING_LIBRARY})
+  # By name, not path: the exported static target and aiopoll.pc's
+  # Libs.private then say -luring, which resolves on the consumer's system.
+  set(_aiopoll_platform_libraries uring)
   set(_aiopoll_platform_include_dirs ${AIOPOLL_LIBURING_INCLUDE_DIR})
 endif()
 

@@ -7,6 +7,7 @@
  * two answers seen in the field: EPERM (policy, kernel.io_uring_disabled)
  * and ENOSYS (a kernel without io_uring).
  */
+#define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
 #include "test-common.h"
 
 #include <linux/audit.h>

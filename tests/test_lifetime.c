@@ -12,6 +12,10 @@
  *    whatever it does: free it, poll it, notify it; aio_context_after_fork
  *    gives it a context of its own.
  */
+/* mkstemp() and O_CLOEXEC are POSIX.1-2008, hidden by a strict -std=c11. */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include "test-common.h"
 
 #include <fcntl.h>

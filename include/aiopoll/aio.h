@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file aio.h
+ * @brief The aiopoll API.
+ *
  * aiopoll: one event-loop API for emulators, hypervisors and other long-running
  * native programs, on Linux, macOS/BSD and Windows.
  *
@@ -39,6 +42,13 @@
 extern "C" {
 #endif
 
+/**
+ * @def AIOPOLL_API
+ * Marks a function of the public API: exported from the shared library
+ * (visibility "default"; dllexport while building the DLL), imported by a
+ * consumer of the DLL that defines AIOPOLL_SHARED (the CMake target
+ * aiopoll::shared does), nothing otherwise.
+ */
 #if defined(_WIN32) && defined(AIOPOLL_SHARED)
 #if defined(AIOPOLL_BUILDING)
 #define AIOPOLL_API __declspec(dllexport)
@@ -53,42 +63,50 @@ extern "C" {
 
 /* Fallbacks for C libraries whose <errno.h> lacks these (Linux values). */
 #ifndef ENOTSOCK
+/** Not a socket (fallback: the Linux value). */
 #define ENOTSOCK 88
 #endif
 #ifndef ETIMEDOUT
+/** Timed out (fallback: the Linux value). */
 #define ETIMEDOUT 110
 #endif
 
 #if defined(_WIN32)
-typedef SOCKET aio_fd_t;     /* a Winsock socket */
-typedef HANDLE aio_handle_t; /* a waitable Win32 event */
+typedef SOCKET aio_fd_t;     /**< a Winsock socket (POSIX: any pollable file descriptor) */
+typedef HANDLE aio_handle_t; /**< a waitable Win32 event (POSIX: a descriptor) */
 #else
-typedef int aio_fd_t;     /* any pollable file descriptor */
-typedef int aio_handle_t; /* the pollable descriptor behind an event notifier */
+typedef int aio_fd_t;     /**< any pollable file descriptor (Windows: a Winsock socket) */
+typedef int aio_handle_t; /**< the pollable descriptor behind an event notifier */
 #endif
 
+/** An event loop: its handlers, bottom halves, timers and home thread. */
 typedef struct AioContext AioContext;
+/** A bottom half: a callback a later aio_poll() runs once per scheduling. */
 typedef struct AioBH AioBH;
+/** A one-shot timer on aio_clock_ns(). */
 typedef struct AioTimer AioTimer;
+/** A level-triggered set/clear flag that a context can wait on. */
 typedef struct AioEventNotifier AioEventNotifier;
 
-/* A callback with the opaque pointer given at registration. */
+/** A callback with the opaque pointer given at registration. */
 typedef void AioHandler(void *opaque);
-/* A busy-poll callback: return true when it found (and handled) work. */
+/** A busy-poll callback: return true when it found (and handled) work. */
 typedef bool AioPollHandler(void *opaque);
 
 /* ---- Version and errors ------------------------------------------------- */
 
-/* "MAJOR.MINOR.PATCH" of the library actually linked. */
+/** @return "MAJOR.MINOR.PATCH" of the library actually linked. */
 AIOPOLL_API const char *aiopoll_version(void);
 
-/* A short English name for a negative (or positive) errno value, e.g.
- * aio_strerror(-EPERM) == "operation not permitted (EPERM)". Never NULL. */
+/** A short English name for a negative (or positive) errno value, e.g.
+ * aio_strerror(-EPERM) == "operation not permitted (EPERM)".
+ * @param err an errno value, negative or positive
+ * @return the name; never NULL. */
 AIOPOLL_API const char *aio_strerror(int err);
 
 /* ---- Context and ownership ---------------------------------------------- */
 
-/* Creates a context with one reference. The calling thread becomes its home
+/** Creates a context with one reference. The calling thread becomes its home
  * thread. The backend is chosen by the environment variable AIOPOLL_BACKEND
  * ("eventfd+ppoll", "pipe+poll", "epoll", "io_uring", "win32"); unset or
  * empty picks the platform default ("eventfd+ppoll" on Linux, "pipe+poll" on
@@ -100,10 +118,11 @@ AIOPOLL_API const char *aio_strerror(int err);
  * disabled (kernel.io_uring_disabled, a seccomp filter); it is never
  * replaced by another backend when asked for by name. Out of memory or
  * descriptors it returns NULL with errno set to the system's error (ENOMEM,
- * EMFILE, ENFILE). */
+ * EMFILE, ENFILE).
+ * @return the context, or NULL as above. */
 AIOPOLL_API AioContext *aio_context_new(void);
 
-/* Reference counting. The last unref frees the context and everything still
+/** Reference counting: takes a reference. The last unref frees the context and everything still
  * attached to it: bottom halves (scheduled or not), timers, fd handlers and
  * notifier registrations. Handles to those objects are dangling afterwards.
  * The last unref must not race with any other use of the context.
@@ -114,11 +133,15 @@ AIOPOLL_API AioContext *aio_context_new(void);
  * returns, and is freed on its way out. Until then the rest of that poll's
  * callbacks still run and may use the context, nested aio_poll() calls
  * included; if one of them takes a new reference, the context is kept
- * (the next last unref frees it). No other thread may use it meanwhile. */
+ * (the next last unref frees it). No other thread may use it meanwhile.
+ * @param ctx the context (no-op for NULL) */
 AIOPOLL_API void aio_context_ref(AioContext *ctx);
+/** Drops a reference; the last one frees ctx (see aio_context_ref()).
+ * @param ctx the context (no-op for NULL) */
 AIOPOLL_API void aio_context_unref(AioContext *ctx);
 
-/* fork(): a context belongs to the process that created it. In a child
+/** @name fork()
+ * fork(): a context belongs to the process that created it. In a child
  * process, an inherited context shares its kernel objects (the wake-up
  * eventfd or pipe, the epoll set) with the parent, so until the child calls
  * aio_context_after_fork() the library guarantees that nothing the child
@@ -131,9 +154,10 @@ AIOPOLL_API void aio_context_unref(AioContext *ctx);
  *  - aio_context_unref() frees the child's copy only (its memory and its
  *    own descriptors), and never removes the parent's registrations.
  * This is libuv's uv_loop_fork() / libevent's event_reinit() policy; a child
- * that just execs needs none of it. Not applicable on Windows. */
+ * that just execs needs none of it. Not applicable on Windows.
+ * @{ */
 
-/* In a child process created by fork(), gives the inherited ctx kernel
+/** In a child process created by fork(), gives the inherited ctx kernel
  * objects of its own (a new wake-up object and backend, every registration
  * made anew on it) and makes the calling thread its home thread; from then
  * on the child uses ctx like any context and the parent is unaffected.
@@ -143,17 +167,23 @@ AIOPOLL_API void aio_context_unref(AioContext *ctx);
  * (also in the process that created ctx, where it does nothing), -EINVAL for
  * NULL, or the error of re-creating the backend (the context then keeps
  * refusing polls) or of re-registering a descriptor (that one is then not
- * watched; the others are). */
+ * watched; the others are).
+ * @param ctx the inherited context
+ * @return 0 or a negative errno value, as above. */
 AIOPOLL_API int aio_context_after_fork(AioContext *ctx);
+/** @} */
 
-/* Makes the calling thread the home thread. Returns 0, -EINVAL for NULL, or
- * -EBUSY while another thread is inside aio_poll(ctx, true). */
+/** Makes the calling thread the home thread.
+ * @param ctx the context
+ * @return 0, -EINVAL for NULL, or -EBUSY while another thread is inside
+ * aio_poll(ctx, true). */
 AIOPOLL_API int aio_context_set_home_thread(AioContext *ctx);
 
-/* True when the calling thread is ctx's home thread (false for NULL). */
+/** @param ctx the context
+ * @return true when the calling thread is ctx's home thread (false for NULL). */
 AIOPOLL_API bool aio_context_in_home_thread(const AioContext *ctx);
 
-/* The name of the mechanism this context waits with now ("eventfd+ppoll",
+/** The name of the mechanism this context waits with now ("eventfd+ppoll",
  * "pipe+poll", "epoll", "io_uring", "win32"); "" for NULL. A context created with the
  * Linux default "eventfd+ppoll" moves to epoll once more than 8 descriptors
  * are registered (ppoll's cost grows with every descriptor, epoll's does not)
@@ -161,14 +191,18 @@ AIOPOLL_API bool aio_context_in_home_thread(const AioContext *ctx);
  * variable AIOPOLL_EPOLL_THRESHOLD, read by aio_context_new, tunes that
  * number for such a context ("off": never move; a decimal count otherwise;
  * anything else: the default), for users who measured their own crossover
- * (docs/performance.md). Any thread. */
+ * (docs/performance.md). Any thread.
+ * @param ctx the context
+ * @return the backend's name, never NULL. */
 AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
 
 /* ---- Polling and notification ------------------------------------------- */
 
-/* Runs ready bottom halves, expired timers and ready handlers once.
+/** Runs ready bottom halves, expired timers and ready handlers once.
  *
- * Returns 1 if any callback ran, 0 if none ran, or a negative error:
+ * @param ctx the context
+ * @param blocking whether the call may sleep (home thread only)
+ * @return 1 if any callback ran, 0 if none ran, or a negative error:
  *  -EINVAL  ctx is NULL;
  *  -EPERM   blocking is true and the caller is not the home thread; the call
  *           returns at once having touched nothing, in particular not a
@@ -197,14 +231,15 @@ AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
  * descriptor another poll already drained, so use non-blocking descriptors. */
 AIOPOLL_API int aio_poll(AioContext *ctx, bool blocking);
 
-/* Wakes a blocking poll of ctx, or makes the next blocking poll return
+/** Wakes a blocking poll of ctx, or makes the next blocking poll return
  * without sleeping. Any thread; on POSIX also async-signal-safe. Costs no
- * system call when no poll is blocking (it is two atomic operations). */
+ * system call when no poll is blocking (it is two atomic operations).
+ * @param ctx the context (no-op for NULL) */
 AIOPOLL_API void aio_notify(AioContext *ctx);
 
 /* ---- Bottom halves ------------------------------------------------------ */
 
-/* A bottom half runs cb(opaque) once in a later aio_poll of ctx each time it
+/** A bottom half runs cb(opaque) once in a later aio_poll of ctx each time it
  * is scheduled. Returns NULL for a NULL ctx or cb, or when out of memory.
  *
  * Order. An aio_poll call takes every BH scheduled so far and runs them in
@@ -220,35 +255,45 @@ AIOPOLL_API void aio_notify(AioContext *ctx);
  * A and B scheduled, a nested poll in A's callback runs B (A B order), and
  * if A also scheduled C first, it runs B then C. A nested blocking poll does
  * not sleep while any of these is still to run, so a callback may wait with
- * `while (!done) aio_poll(ctx, true);` for a BH scheduled before it. */
+ * `while (!done) aio_poll(ctx, true);` for a BH scheduled before it.
+ * @param ctx the context whose polls run it
+ * @param cb the callback
+ * @param opaque passed to cb
+ * @return the bottom half, not scheduled, or NULL as above. */
 AIOPOLL_API AioBH *aio_bh_new(AioContext *ctx, AioHandler *cb, void *opaque);
 
-/* Any thread. Scheduling an already scheduled BH is a no-op (it runs once).
+/** Any thread. Scheduling an already scheduled BH is a no-op (it runs once).
  * Wakes the context. Lock-free, and free of system calls unless the home
  * thread sleeps. A BH that was cancelled and is scheduled again before the
- * dispatch reached it keeps its place and runs once. */
+ * dispatch reached it keeps its place and runs once.
+ * @param bh the bottom half (no-op for NULL) */
 AIOPOLL_API void aio_bh_schedule(AioBH *bh);
 
-/* Any thread. A cancelled BH does not run until scheduled again (same
- * guarantee as aio_bh_delete below). */
+/** Any thread. A cancelled BH does not run until scheduled again (same
+ * guarantee as aio_bh_delete() below).
+ * @param bh the bottom half (no-op for NULL) */
 AIOPOLL_API void aio_bh_cancel(AioBH *bh);
 
-/* Any thread, also from inside the BH's own callback. The BH never runs again;
+/** Any thread, also from inside the BH's own callback. The BH never runs again;
  * the context frees it at its next dispatch (or when it is destroyed), so bh
  * must not be used afterwards. As with aio_timer_del: after this returns on
  * the dispatching thread (from inside any callback of ctx), the callback does
  * not run. From another thread it stops every run that has not begun; a run
  * that already began may still be in progress when this returns (it does not
- * wait), so free what the callback uses only once it is known to be done. */
+ * wait), so free what the callback uses only once it is known to be done.
+ * @param bh the bottom half (no-op for NULL) */
 AIOPOLL_API void aio_bh_delete(AioBH *bh);
 
-/* Any thread. Runs cb(opaque) once; the BH is freed after it ran. Returns 0,
- * -EINVAL for NULL ctx or cb, -ENOMEM. */
+/** Any thread. Runs cb(opaque) once; the BH is freed after it ran.
+ * @param ctx the context whose next poll runs it
+ * @param cb the callback
+ * @param opaque passed to cb
+ * @return 0, -EINVAL for NULL ctx or cb, -ENOMEM. */
 AIOPOLL_API int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *opaque);
 
 /* ---- File descriptors (sockets on Windows) ------------------------------ */
 
-/* Registers, replaces or (io_read, io_write and io_poll all NULL) removes the
+/** Registers, replaces or (io_read, io_write and io_poll all NULL) removes the
  * handlers of fd. Any thread; takes effect at the next poll iteration.
  * Level-triggered: io_read runs while fd is readable (or hung up / in error),
  * io_write while it is writable. io_poll, if given, is called by adaptive
@@ -275,7 +320,14 @@ AIOPOLL_API int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *o
  * are accepted and are always ready for reading and writing, on every
  * backend, as poll() and select() report them.
  *
- * Returns 0, or -EINVAL (NULL ctx, or a value that is never a descriptor: a
+ * @param ctx the context
+ * @param fd the descriptor (Windows: the socket)
+ * @param is_external whether aio_disable_external() suspends these handlers
+ * @param io_read called while fd is readable, or NULL
+ * @param io_write called while fd is writable, or NULL
+ * @param io_poll called by adaptive polling, or NULL
+ * @param opaque passed to the handlers
+ * @return 0, or -EINVAL (NULL ctx, or a value that is never a descriptor: a
  * negative fd, INVALID_SOCKET), -EBADF (registering a descriptor that is not
  * open), -ENOTSOCK (Windows: registering a value that is not a socket),
  * -EMFILE (no descriptor left for the duplicate), -ECHILD (inherited through
@@ -286,82 +338,112 @@ AIOPOLL_API int aio_set_fd_handler(AioContext *ctx, aio_fd_t fd, bool is_externa
 
 /* ---- Event notifiers ---------------------------------------------------- */
 
-/* A level-triggered, set/clear flag that a context can wait on: an eventfd on
+/** A level-triggered, set/clear flag that a context can wait on: an eventfd on
  * Linux, a non-blocking pipe on other POSIX systems, a manual-reset event on
- * Windows. Returns NULL when out of descriptors or memory. */
+ * Windows.
+ * @param initially_set whether the new notifier starts set
+ * @return the notifier, or NULL when out of descriptors or memory. */
 AIOPOLL_API AioEventNotifier *aio_event_notifier_new(bool initially_set);
 
-/* Frees n. No-op for NULL. Remove its registrations first
+/** Frees n. No-op for NULL. Remove its registrations first
  * (aio_set_event_notifier with io_read NULL); n may be freed as soon as that
  * returns, also while other threads are inside aio_poll(): a context waits
- * on its own duplicate of n's waitable object, never on n's. */
+ * on its own duplicate of n's waitable object, never on n's.
+ * @param n the notifier */
 AIOPOLL_API void aio_event_notifier_free(AioEventNotifier *n);
 
-/* Any thread; async-signal-safe on POSIX. Setting a set notifier is a no-op.
- * Returns 0, -EINVAL for NULL, or the system error. */
+/** Sets n. Any thread; async-signal-safe on POSIX. Setting a set notifier is
+ * a no-op.
+ * @param n the notifier
+ * @return 0, -EINVAL for NULL, or the system error. */
 AIOPOLL_API int aio_event_notifier_set(AioEventNotifier *n);
 
-/* Clears n and returns whether it was set (false for NULL). */
+/** Clears n.
+ * @param n the notifier
+ * @return whether it was set (false for NULL). */
 AIOPOLL_API bool aio_event_notifier_test_and_clear(AioEventNotifier *n);
 
-/* The waitable object behind n: the fd on POSIX, the HANDLE on Windows
- * (-1 / NULL for a NULL n). It stays owned by n. */
+/** The waitable object behind n. It stays owned by n.
+ * @param n the notifier
+ * @return the fd on POSIX, the HANDLE on Windows (-1 / NULL for a NULL n). */
 AIOPOLL_API aio_handle_t aio_event_notifier_get_handle(const AioEventNotifier *n);
 
-/* Registers (io_read non-NULL), replaces or removes (io_read NULL) a handler
+/** Registers (io_read non-NULL), replaces or removes (io_read NULL) a handler
  * that runs while n is set. The handler normally calls
  * aio_event_notifier_test_and_clear(). Any thread; removing is idempotent.
- * Returns 0, -EINVAL (NULL ctx or n), -EMFILE (no descriptor or handle left
+ * @param ctx the context
+ * @param n the notifier
+ * @param is_external whether aio_disable_external() suspends the handler
+ * @param io_read called while n is set, or NULL to remove
+ * @param io_poll called by adaptive polling, or NULL
+ * @param opaque passed to the handlers
+ * @return 0, -EINVAL (NULL ctx or n), -EMFILE (no descriptor or handle left
  * for the context's duplicate), -ECHILD (inherited through fork()),
  * -ENOMEM. */
 AIOPOLL_API int aio_set_event_notifier(AioContext *ctx, AioEventNotifier *n,
                                        bool is_external, AioHandler *io_read,
                                        AioPollHandler *io_poll, void *opaque);
 
-/* Nestable. While the disable count is positive, handlers registered with
+/** Nestable. While the disable count is positive, handlers registered with
  * is_external = true are neither polled nor dispatched (their events stay
  * pending, level-triggered). Enabling the last level wakes the context. Any
  * thread. Backends that register descriptors with the kernel (epoll, Win32
  * sockets) do so again on enabling; one that fails there for lack of
- * kernel memory stays suspended until its handler is registered again. */
+ * kernel memory stays suspended until its handler is registered again.
+ * @param ctx the context; this raises its disable count */
 AIOPOLL_API void aio_disable_external(AioContext *ctx);
+/** Lowers the disable count raised by aio_disable_external().
+ * @param ctx the context */
 AIOPOLL_API void aio_enable_external(AioContext *ctx);
 
 /* ---- Timers ------------------------------------------------------------- */
 
-/* Monotonic time in nanoseconds (CLOCK_MONOTONIC / QueryPerformanceCounter). */
+/** @return monotonic time in nanoseconds (CLOCK_MONOTONIC / QueryPerformanceCounter). */
 AIOPOLL_API int64_t aio_clock_ns(void);
 
-/* A timer of ctx; it is not armed. NULL for a NULL ctx or cb, or no memory. */
+/** A timer of ctx; it is not armed.
+ * @param ctx the context whose polls fire it
+ * @param cb the callback
+ * @param opaque passed to cb
+ * @return the timer, or NULL for a NULL ctx or cb, or no memory. */
 AIOPOLL_API AioTimer *aio_timer_new(AioContext *ctx, AioHandler *cb, void *opaque);
 
-/* Arms (or re-arms) t to fire once at the absolute time expire_ns on
+/** Arms (or re-arms) t to fire once at the absolute time expire_ns on
  * aio_clock_ns(). Any thread; wakes the context when the new deadline is the
  * earliest. A timer never fires before its deadline; timers with the same
  * deadline fire in the order they were armed. A deadline in the past fires at
  * the next poll. When the timer list cannot grow (out of memory), t is left
- * disarmed: aio_timer_pending(t) says whether it was armed. */
+ * disarmed: aio_timer_pending(t) says whether it was armed.
+ * @param t the timer (no-op for NULL)
+ * @param expire_ns the deadline, on aio_clock_ns() */
 AIOPOLL_API void aio_timer_mod(AioTimer *t, int64_t expire_ns);
 
-/* Disarms t. Any thread. After this returns on the dispatching thread, t's
- * callback does not run until re-armed. */
+/** Disarms t. Any thread. After this returns on the dispatching thread, t's
+ * callback does not run until re-armed.
+ * @param t the timer (no-op for NULL) */
 AIOPOLL_API void aio_timer_del(AioTimer *t);
 
-/* True while t is armed and has not fired. */
+/** @param t the timer
+ * @return true while t is armed and has not fired. */
 AIOPOLL_API bool aio_timer_pending(const AioTimer *t);
 
-/* Disarms and frees t. Also allowed from inside t's own callback. */
+/** Disarms and frees t. Also allowed from inside t's own callback.
+ * @param t the timer (no-op for NULL) */
 AIOPOLL_API void aio_timer_free(AioTimer *t);
 
 /* ---- Adaptive polling --------------------------------------------------- */
 
-/* max_ns == 0 (the default) disables busy polling. Otherwise a blocking poll
+/** Adaptive polling. max_ns == 0 (the default) disables busy polling. Otherwise a blocking poll
  * that would sleep first calls the io_poll handlers (and watches for
  * aio_notify, without a system call) for up to the current poll window; the
  * window grows by the factor grow when a poll succeeded only after the window
  * ran out, and shrinks by the factor shrink when polling found nothing, always
  * between 0 and max_ns. grow/shrink of 0 select the defaults (2 and 2).
- * Returns 0, or -EINVAL for NULL ctx, negative max_ns, or grow == 1 /
+ * @param ctx the context
+ * @param max_ns the largest poll window in nanoseconds, 0 to disable
+ * @param grow the window's growth factor (0: 2)
+ * @param shrink the window's shrink factor (0: 2)
+ * @return 0, or -EINVAL for NULL ctx, negative max_ns, or grow == 1 /
  * negative factors. */
 AIOPOLL_API int aio_context_set_poll_params(AioContext *ctx, int64_t max_ns,
                                             int64_t grow, int64_t shrink);

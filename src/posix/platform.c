@@ -67,9 +67,11 @@ int aio__check_fd(aio_fd_t fd)
 
 void aio__cpu_relax(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
+/* GNU builtins and asm only where the compiler is GNU-compatible; any
+ * other compiler just spins. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
     __builtin_ia32_pause();
-#elif defined(__aarch64__)
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
 }

@@ -32,6 +32,14 @@ void aio__mutex_unlock(aio_mutex_t *m)
     ReleaseSRWLockExclusive(m);
 }
 
+/* MSVC's C11 mode spells thread-local storage __declspec(thread) (it has no
+ * _Thread_local); every other compiler here takes the C11 keyword. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define AIO_THREAD_LOCAL __declspec(thread)
+#else
+#define AIO_THREAD_LOCAL _Thread_local
+#endif
+
 uint64_t aio__thread_id(void)
 {
     /* Not GetCurrentThreadId(): Windows hands a dead thread's id to the next
@@ -39,7 +47,7 @@ uint64_t aio__thread_id(void)
      * their home thread. A process-wide counter never repeats (as on POSIX);
      * relaxed is enough because only the uniqueness of the value matters. */
     static atomic_uint_fast64_t next_id = 1;
-    static _Thread_local uint64_t id;
+    static AIO_THREAD_LOCAL uint64_t id;
     if (id == 0) {
         id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     }
