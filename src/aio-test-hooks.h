@@ -38,6 +38,9 @@ typedef enum AioHookPoint {
      * thread that wants to dispatch now waits for it) and is about to look
      * for ready handlers. */
     AIO_HOOK_NONBLOCKING_DISPATCH,
+    /* The last unref, on its thread: the worker pool has dropped the work
+     * that had not started and is about to wait for the running work. */
+    AIO_HOOK_POOL_STOPPING,
 } AioHookPoint;
 
 typedef void AioTestHook(AioContext *ctx, AioHookPoint point, void *opaque);
@@ -61,6 +64,12 @@ AIOPOLL_API void aio__set_test_clock(AioContext *ctx, AioTestClock *clock, void 
 /* From now on every wait of ctx's backend fails with err (a negative errno)
  * without waiting; 0 restores real waits. Any thread. */
 AIOPOLL_API void aio__set_test_wait_error(AioContext *ctx, int err);
+
+/* The worker pool's idle timeout (default 10 s) for ctx's pool, which this
+ * makes if needed: a test of idle exit need not wait 10 s. 0 or -EINVAL. */
+AIOPOLL_API int aio__set_test_pool_idle_ns(AioContext *ctx, int64_t ns);
+/* How many worker threads ctx's pool runs now. */
+AIOPOLL_API int aio__test_pool_workers(AioContext *ctx);
 
 #endif
 

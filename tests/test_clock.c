@@ -1,0 +1,2 @@
+#include "test-common.h"
+Test(clock, placeholder) {}
