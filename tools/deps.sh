@@ -7,7 +7,7 @@ set -euo pipefail
 
 pkgs=(cmake ninja-build gcc clang pkg-config libcriterion-dev)
 if [ "${1:-}" = "--all" ]; then
-    pkgs+=(libevent-dev mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++ spin)
+    pkgs+=(libevent-dev libuv1-dev libglib2.0-dev mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++ spin)
 fi
 
 missing=()
