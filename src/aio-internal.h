@@ -109,7 +109,12 @@ typedef struct AioStatsCounters {
     _Atomic uint64_t notify_syscalls, bhs_run, timers_run, handlers_run, work_completed;
     _Atomic int64_t sleep_ns, callback_ns, longest_callback_ns;
     _Atomic(AioHandler *) longest_callback;
-    unsigned cb_depth; /* callbacks in progress (nesting); right holder only */
+    /* aio_context_set_stats_timing(): time every callback. Off by default:
+     * two clock reads per callback cost more than the 5% the hot paths may
+     * lose to metrics (docs/performance.md). Relaxed: a late view only
+     * times one callback more or less. */
+    atomic_bool timing;
+    unsigned cb_depth; /* timed callbacks in progress; right holder only */
 } AioStatsCounters;
 
 static inline void aio__stats_inc(_Atomic uint64_t *c)
@@ -128,16 +133,6 @@ static inline void aio__stats_add_ns(_Atomic int64_t *c, int64_t ns)
  * begin returns the start time, end accounts the callback. */
 int64_t aio__stats_cb_begin(AioContext *ctx);
 void aio__stats_cb_end(AioContext *ctx, AioHandler *cb, int64_t start);
-
-/* cb(opaque), timed, counted in *count. */
-static inline void aio__stats_call(AioContext *ctx, AioHandler *cb, void *opaque,
-                                   _Atomic uint64_t *count)
-{
-    int64_t start = aio__stats_cb_begin(ctx);
-    cb(opaque);
-    aio__stats_cb_end(ctx, cb, start);
-    aio__stats_inc(count);
-}
 
 /* ---- Sources: fd handlers and event notifiers (sources.c) --------------- */
 
@@ -298,6 +293,22 @@ void aio__context_destroy(AioContext *ctx);
 static inline bool aio__ctx_forked(const AioContext *ctx)
 {
     return aio__fork_generation() != ctx->fork_gen;
+}
+
+/* cb(opaque), counted in *count; timed when timing is on. Writing ctx after
+ * the callback is safe even when it dropped the last reference: destruction
+ * from inside a callback waits for the outermost aio_poll to return. */
+static inline void aio__stats_call(AioContext *ctx, AioHandler *cb, void *opaque,
+                                   _Atomic uint64_t *count)
+{
+    aio__stats_inc(count);
+    if (!atomic_load_explicit(&ctx->stats.timing, memory_order_relaxed)) {
+        cb(opaque);
+        return;
+    }
+    int64_t start = aio__stats_cb_begin(ctx);
+    cb(opaque);
+    aio__stats_cb_end(ctx, cb, start);
 }
 
 #endif

@@ -28,6 +28,15 @@ void aio__stats_cb_end(AioContext *ctx, AioHandler *cb, int64_t start)
     }
 }
 
+int aio_context_set_stats_timing(AioContext *ctx, bool enable)
+{
+    if (!ctx) {
+        return -EINVAL;
+    }
+    atomic_store_explicit(&ctx->stats.timing, enable, memory_order_relaxed);
+    return 0;
+}
+
 int aio_context_get_stats(const AioContext *cctx, AioContextStats *out)
 {
     if (!cctx || !out ||

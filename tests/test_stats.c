@@ -163,8 +163,14 @@ static void st_outer_bh(void *opaque)
 Test(stats, longest_callback_and_nested_time_once, .timeout = 20)
 {
     AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_stats_timing(NULL, true), -EINVAL);
+    /* Off by default: nothing timed. */
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, st_spin_bh, NULL), 0);
+    cr_assert_eq(tc_poll_idle(ctx, 5), 1);
     AioContextStats a = st_get(ctx);
+    cr_assert_eq(a.callback_ns, 0);
     cr_assert_null(a.longest_callback);
+    cr_assert_eq(aio_context_set_stats_timing(ctx, true), 0);
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, st_spin_bh, NULL), 0);
     cr_assert_eq(tc_poll_idle(ctx, 5), 1);
     AioContextStats b = st_get(ctx);
@@ -175,6 +181,7 @@ Test(stats, longest_callback_and_nested_time_once, .timeout = 20)
     /* Outer (containing the inner 5 ms), on a fresh context: callback_ns
      * grows by the outer's time only, not by both. */
     ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_stats_timing(ctx, true), 0);
     b = st_get(ctx);
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, st_outer_bh, ctx), 0);
     cr_assert_eq(tc_poll_idle(ctx, 5), 1);

@@ -489,8 +489,11 @@ typedef struct AioContextStats {
     uint64_t notify_syscalls; /* aio_notify() calls that made a system call */
     uint64_t bhs_run;         /* bottom-half callbacks run */
     int64_t sleep_ns;         /* time spent asleep in the backend */
-    int64_t callback_ns;      /* time spent in callbacks (BH, fd, timer) */
-    int64_t longest_callback_ns; /* the longest single callback */
+    /* With aio_context_set_stats_timing() on (else 0): time spent in
+     * callbacks (BH, fd, timer; nested ones counted once, in their outer
+     * callback) and the longest single callback. */
+    int64_t callback_ns;
+    int64_t longest_callback_ns;
     /* The function of that callback (an AioHandler), for a debugger or
      * dladdr(); NULL when none ran. */
     void (*longest_callback)(void *opaque);
@@ -506,6 +509,16 @@ typedef struct AioContextStats {
  * Returns 0, or -EINVAL for NULL ctx or out, or out->size smaller than the
  * fields up to longest_callback_ns. */
 AIOPOLL_API int aio_context_get_stats(const AioContext *ctx, AioContextStats *out);
+
+/* Turns the timing of every callback (callback_ns, longest_callback_ns,
+ * longest_callback) on or off; off by default. Any thread; takes effect from
+ * the next callback. The counters are always collected; timing costs two
+ * monotonic clock reads per callback (no system call: vDSO or
+ * QueryPerformanceCounter), which on a loop that runs millions of tiny
+ * callbacks a second is more than the rest of the metrics together
+ * (docs/performance.md, "Loop metrics"). libuv makes the same choice for
+ * uv_metrics_idle_time (UV_METRICS_IDLE_TIME). Returns 0 or -EINVAL. */
+AIOPOLL_API int aio_context_set_stats_timing(AioContext *ctx, bool enable);
 
 #ifdef __cplusplus
 }
