@@ -12,7 +12,7 @@
  * By default threads are pinned (see placement()); --pin none leaves them to
  * the scheduler.
  * LIST is a comma-separated subset of: wakeup, flood, hot, bh, idle, timers,
- * adaptive, crossover.
+ * adaptive, crossover, work.
  */
 #define _GNU_SOURCE
 #include <aiopoll/aio.h>
@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "bench-pairs.h"
+#include "bench-work.h"
 #include "bench-util.h"
 
 static bool quick;
@@ -765,7 +766,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--quick] [--csv FILE] [--only LIST] [--pin none]\n"
             "  LIST: comma-separated subset of wakeup,flood,hot,bh,idle,timers,adaptive,"
-            "crossover\n",
+            "crossover,work\n",
             argv0);
 }
 
@@ -822,6 +823,9 @@ int main(int argc, char **argv)
     }
     if (want("crossover")) {
         scen_crossover();
+    }
+    if (want("work")) {
+        bench_work(quick);
     }
     printf("\ntotal time %.1f s\n", (double)(bu_now_ns() - t0) / 1e9);
     print_load("at end");

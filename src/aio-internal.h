@@ -46,21 +46,93 @@ void aio__bh_teardown(AioContext *ctx);
 
 /* ---- Timers (timers.c) --------------------------------------------------- */
 
+#define AIO_NCLOCKS 3 /* AIO_CLOCK_REALTIME, _HOST, _VIRTUAL */
+
 struct AioTimer {
     AioContext *ctx;
     AioHandler *cb;
     void *opaque;
+    AioClockType clock; /* fixed at creation: picks the heap */
     int64_t expire_ns;
     uint64_t seq;      /* arming order: ties fire first-armed first */
     size_t heap_index; /* SIZE_MAX when not armed; under ctx->timer_lock */
     AioTimer *all_prev, *all_next;
 };
 
-/* Nanoseconds until the earliest deadline (0 if due), or -1 if none. */
+/* One clock's armed timers (ctx->timers[clock]), under ctx->timer_lock. */
+typedef struct AioTimerHeap {
+    AioTimer **heap;
+    size_t len, cap;
+    _Atomic int64_t earliest_ns; /* INT64_MAX when none: read without lock */
+} AioTimerHeap;
+
+/* Nanoseconds until the earliest deadline on any clock (0 if due), or -1 if
+ * none. A stopped virtual clock has no deadline; HOST ones are capped at
+ * AIO_HOST_SLEEP_MAX_NS so that a wall-clock jump is noticed. */
 int64_t aio__timers_timeout_ns(AioContext *ctx);
 /* Fires every expired timer. Caller holds the dispatch right. */
 bool aio__timers_dispatch(AioContext *ctx);
 void aio__timers_teardown(AioContext *ctx);
+
+/* ---- Clocks (clock.c) ---------------------------------------------------- */
+
+#define AIO_HOST_SLEEP_MAX_NS (100 * 1000000LL)
+
+/* The clock of ctx's timers of that type: REALTIME honours the test clock. */
+int64_t aio__timer_clock_now(AioContext *ctx, AioClockType type);
+/* Whether the virtual clock is stopped now. Any thread. */
+bool aio__virtual_clock_stopped(void);
+/* Registers ctx as having VIRTUAL timers (woken by every change of the
+ * virtual clock) once; the context's destruction unregisters it. */
+void aio__virtual_clock_register(AioContext *ctx);
+void aio__virtual_clock_unregister(AioContext *ctx);
+
+/* ---- Worker pool (work.c) ------------------------------------------------ */
+
+typedef struct AioWorkPool AioWorkPool;
+
+/* Drops unstarted work, joins the workers, frees the pool (aio.h: "The last
+ * aio_context_unref() of a context whose pool has work"). First thing of a
+ * context's destruction: running work still completes into the context. */
+void aio__work_teardown(AioContext *ctx);
+
+/* ---- Loop metrics (stats.c) ---------------------------------------------- */
+
+/* Counters are relaxed atomics so that aio_context_get_stats() may read them
+ * from any thread; the dispatch-right holder, their only writer for most of
+ * them, updates them with a load and a store (aio__stats_inc), which costs
+ * what a plain increment does: no lock prefix, no system call. Only
+ * notify_syscalls has writers on any thread and uses a fetch-add, on a path
+ * that makes a system call anyway. */
+typedef struct AioStatsCounters {
+    _Atomic uint64_t iterations, sleeps, wakeups_notify, wakeups_fd, wakeups_timer;
+    _Atomic uint64_t notify_syscalls, bhs_run, timers_run, handlers_run, work_completed;
+    _Atomic int64_t sleep_ns, callback_ns, longest_callback_ns;
+    _Atomic(AioHandler *) longest_callback;
+    /* aio_context_set_stats_timing(): time every callback. Off by default:
+     * two clock reads per callback cost more than the 5% the hot paths may
+     * lose to metrics (docs/performance.md). Relaxed: a late view only
+     * times one callback more or less. */
+    atomic_bool timing;
+    unsigned cb_depth; /* timed callbacks in progress; right holder only */
+} AioStatsCounters;
+
+static inline void aio__stats_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline void aio__stats_add_ns(_Atomic int64_t *c, int64_t ns)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + ns,
+                          memory_order_relaxed);
+}
+
+/* Around every BH, fd and timer callback, on the dispatch-right holder:
+ * begin returns the start time, end accounts the callback. */
+int64_t aio__stats_cb_begin(AioContext *ctx);
+void aio__stats_cb_end(AioContext *ctx, AioHandler *cb, int64_t start);
 
 /* ---- Sources: fd handlers and event notifiers (sources.c) --------------- */
 
@@ -178,13 +250,20 @@ struct AioContext {
     AioPollSet home_set;  /* reused by the home thread's outermost poll */
     bool home_set_busy;   /* only touched by the dispatch-right holder */
 
-    /* Timers (timers.c). */
+    /* Timers (timers.c): one heap per clock. */
     aio_mutex_t timer_lock;
-    AioTimer **heap;
-    size_t heap_len, heap_cap;
+    AioTimerHeap timers[AIO_NCLOCKS];
     uint64_t timer_seq;
     AioTimer *timer_all;
-    _Atomic int64_t earliest_ns; /* INT64_MAX when none: read without lock */
+    /* On clock.c's list of contexts with VIRTUAL timers (its lock). */
+    bool vclock_listed;
+    AioContext *vclock_prev, *vclock_next;
+
+    /* The worker pool (work.c), made on first use. */
+    _Atomic(AioWorkPool *) pool;
+
+    /* Loop metrics (stats.c). */
+    AioStatsCounters stats;
 
     /* Adaptive polling (poll.c). */
     _Atomic int64_t poll_max_ns;
@@ -214,6 +293,22 @@ void aio__context_destroy(AioContext *ctx);
 static inline bool aio__ctx_forked(const AioContext *ctx)
 {
     return aio__fork_generation() != ctx->fork_gen;
+}
+
+/* cb(opaque), counted in *count; timed when timing is on. Writing ctx after
+ * the callback is safe even when it dropped the last reference: destruction
+ * from inside a callback waits for the outermost aio_poll to return. */
+static inline void aio__stats_call(AioContext *ctx, AioHandler *cb, void *opaque,
+                                   _Atomic uint64_t *count)
+{
+    aio__stats_inc(count);
+    if (!atomic_load_explicit(&ctx->stats.timing, memory_order_relaxed)) {
+        cb(opaque);
+        return;
+    }
+    int64_t start = aio__stats_cb_begin(ctx);
+    cb(opaque);
+    aio__stats_cb_end(ctx, cb, start);
 }
 
 #endif

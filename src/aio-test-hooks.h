@@ -40,6 +40,9 @@ typedef enum AioHookPoint {
      * thread that wants to dispatch now waits for it) and is about to look
      * for ready handlers. */
     AIO_HOOK_NONBLOCKING_DISPATCH,
+    /* The last unref, on its thread: the worker pool has dropped the work
+     * that had not started and is about to wait for the running work. */
+    AIO_HOOK_POOL_STOPPING,
 } AioHookPoint;
 
 typedef void AioTestHook(AioContext *ctx, AioHookPoint point, void *opaque);
@@ -104,6 +107,12 @@ AIOPOLL_API bool aio__fault_fired(AioFaultKind kind);
 AIOPOLL_API unsigned aio__fault_count(AioFaultKind kind);
 /* A short name ("alloc", "epoll_ctl"...), for messages. */
 AIOPOLL_API const char *aio__fault_name(AioFaultKind kind);
+
+/* The worker pool's idle timeout (default 10 s) for ctx's pool, which this
+ * makes if needed: a test of idle exit need not wait 10 s. 0 or -EINVAL. */
+AIOPOLL_API int aio__set_test_pool_idle_ns(AioContext *ctx, int64_t ns);
+/* How many worker threads ctx's pool runs now. */
+AIOPOLL_API int aio__test_pool_workers(AioContext *ctx);
 
 #endif
 

@@ -238,7 +238,7 @@ bool aio__bh_dispatch(AioContext *ctx)
              * return. So reading cb and opaque is safe, and nothing of bh is
              * read after the callback except for oneshots, which nobody else
              * can name. */
-            bh->cb(bh->opaque);
+            aio__stats_call(ctx, bh->cb, bh->opaque, &ctx->stats.bhs_run);
             progress = true;
             if (old & BH_ONESHOT) {
                 free(bh);

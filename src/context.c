@@ -57,7 +57,10 @@ AioContext *aio_context_new(void)
     atomic_init(&ctx->generation, 1); /* a zeroed AioPollSet never matches */
     atomic_init(&ctx->purge_needed, false);
     aio__mutex_init(&ctx->timer_lock);
-    atomic_init(&ctx->earliest_ns, INT64_MAX);
+    for (int c = 0; c < AIO_NCLOCKS; c++) {
+        atomic_init(&ctx->timers[c].earliest_ns, INT64_MAX);
+    }
+    atomic_init(&ctx->pool, NULL);
     atomic_init(&ctx->poll_max_ns, 0);
     atomic_init(&ctx->poll_grow, 0);
     atomic_init(&ctx->poll_shrink, 0);
@@ -109,6 +112,8 @@ void aio__context_destroy(AioContext *ctx)
          * in the same kernel objects. */
         ctx->ops->forked(ctx->be);
     }
+    /* First: running work completes into a context that is still whole. */
+    aio__work_teardown(ctx);
     aio__bh_teardown(ctx);
     aio__timers_teardown(ctx);
     aio__sources_teardown(ctx);

@@ -37,6 +37,7 @@ const char *aio_strerror(int err)
     case ENOTSOCK: return "not a socket (ENOTSOCK)";
     case ETIMEDOUT: return "timed out (ETIMEDOUT)";
     case EOVERFLOW: return "value too large (EOVERFLOW)";
+    case ECANCELED: return "cancelled (ECANCELED)";
     default: return "unknown error";
     }
 }

@@ -25,11 +25,29 @@ void aio__mutex_lock(aio_mutex_t *m);
 bool aio__mutex_trylock(aio_mutex_t *m);
 void aio__mutex_unlock(aio_mutex_t *m);
 
+/* A condition variable over an aio_mutex_t. timedwait returns false when
+ * timeout_ns passed (it may also return true spuriously, like every wait
+ * here: callers re-check their predicate). */
+void aio__cond_init(aio_cond_t *c);
+void aio__cond_destroy(aio_cond_t *c);
+void aio__cond_wait(aio_cond_t *c, aio_mutex_t *m);
+bool aio__cond_timedwait(aio_cond_t *c, aio_mutex_t *m, int64_t timeout_ns);
+void aio__cond_signal(aio_cond_t *c);
+void aio__cond_broadcast(aio_cond_t *c);
+
+/* A joinable thread running fn(arg). 0 or a negative errno (-EAGAIN,
+ * -ENOMEM). Every started thread is joined exactly once. */
+int aio__thread_start(aio_thread_t *t, void (*fn)(void *), void *arg);
+void aio__thread_join(aio_thread_t t);
+
 /* A nonzero number that identifies the calling thread among live threads. */
 uint64_t aio__thread_id(void);
 
 /* Monotonic nanoseconds; the implementation of aio_clock_ns(). */
 int64_t aio__clock_ns(void);
+/* Wall-clock nanoseconds since 1970 (CLOCK_REALTIME, GetSystemTimeAsFileTime);
+ * jumps when the system time is set. The implementation of AIO_CLOCK_HOST. */
+int64_t aio__wall_clock_ns(void);
 
 /* 0 when fd can be registered; -EINVAL for a value that is never a
  * descriptor (negative, INVALID_SOCKET), -EBADF for one that is not open,

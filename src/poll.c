@@ -44,6 +44,8 @@ void aio_notify(AioContext *ctx)
          * either. seq_cst, after our store to notified. */
         if (!atomic_exchange(&ctx->kick_pending, true)) {
             ctx->ops->kick(ctx->be);
+            /* Any thread: an RMW, on a path that made a system call. */
+            atomic_fetch_add_explicit(&ctx->stats.notify_syscalls, 1, memory_order_relaxed);
         }
     }
 }
@@ -174,6 +176,27 @@ static int backend_wait(AioContext *ctx, AioPollSet *set, int64_t timeout, bool 
     return ctx->ops->wait(ctx->be, &set->ws, timeout, with_kick, kicked);
 }
 
+/* A wait that may sleep, with its metrics. The two clock reads cost no
+ * system call (vDSO / QueryPerformanceCounter) and are paid only by a poll
+ * that sleeps, i.e. makes a system call anyway. The counters belong to the
+ * home thread here: this poll gave up the dispatch right for its sleep,
+ * but only the home thread sleeps. */
+static int sleep_counted(AioContext *ctx, AioPollSet *set, int64_t timeout, bool *kicked)
+{
+    int64_t t0 = aio__clock_ns();
+    int ret = backend_wait(ctx, set, timeout, true, kicked);
+    aio__stats_add_ns(&ctx->stats.sleep_ns, aio__clock_ns() - t0);
+    aio__stats_inc(&ctx->stats.sleeps);
+    if (*kicked) {
+        aio__stats_inc(&ctx->stats.wakeups_notify);
+    } else if (ret == 0 && set->ws.nready > 0) {
+        aio__stats_inc(&ctx->stats.wakeups_fd);
+    } else if (ret == 0 && timeout > 0) {
+        aio__stats_inc(&ctx->stats.wakeups_timer);
+    }
+    return ret;
+}
+
 static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *progress)
 {
     bool polling = atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed) > 0;
@@ -204,7 +227,11 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
     /* With nothing to sleep for and nothing to watch, skip the system call;
      * a kick left behind is drained by the next real sleep. */
     if (timeout != 0 || set->ws.n > 0) {
-        ret = backend_wait(ctx, set, timeout, true, &kicked);
+        if (timeout != 0) {
+            ret = sleep_counted(ctx, set, timeout, &kicked);
+        } else {
+            ret = backend_wait(ctx, set, timeout, true, &kicked);
+        }
     }
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
     atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
@@ -328,6 +355,7 @@ int aio_poll(AioContext *ctx, bool blocking)
         ctx->home_set_busy = true;
     }
 
+    aio__stats_inc(&ctx->stats.iterations);
     bool progress = false;
     int ret = aio__sources_begin_walk(ctx, set);
     if (ret == 0) {

@@ -477,11 +477,11 @@ bool aio__sources_dispatch(AioContext *ctx, AioPollSet *set)
         /* Re-checked before each callback: an earlier callback of this
          * round may have removed this source or disabled external ones. */
         if ((ev & AIO_EV_READ) && aio__source_dispatchable(ctx, src)) {
-            src->io_read(src->opaque);
+            aio__stats_call(ctx, src->io_read, src->opaque, &ctx->stats.handlers_run);
             progress = true;
         }
         if ((ev & AIO_EV_WRITE) && aio__source_dispatchable(ctx, src)) {
-            src->io_write(src->opaque);
+            aio__stats_call(ctx, src->io_write, src->opaque, &ctx->stats.handlers_run);
             progress = true;
         }
     }

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Timers: a binary min-heap ordered by (deadline, arming sequence), under
- * ctx->timer_lock. The earliest deadline is mirrored in ctx->earliest_ns so
- * that a poll computes its timeout without taking the lock.
+ * Timers: one binary min-heap per clock (ctx->timers[type]), each ordered by
+ * (deadline, arming sequence), all under ctx->timer_lock. Deadlines on
+ * different clocks cannot be compared, so each clock has its heap and the
+ * poll takes the nearest of their timeouts. Each heap's earliest deadline
+ * is mirrored in its earliest_ns so that a poll computes its timeout without
+ * taking the lock.
  */
 #include <stdlib.h>
 
@@ -15,67 +18,77 @@ static bool timer_before(const AioTimer *a, const AioTimer *b)
     return a->expire_ns < b->expire_ns || (a->expire_ns == b->expire_ns && a->seq < b->seq);
 }
 
-static void heap_place(AioContext *ctx, size_t i, AioTimer *t)
+static void heap_place(AioTimerHeap *h, size_t i, AioTimer *t)
 {
-    ctx->heap[i] = t;
+    h->heap[i] = t;
     t->heap_index = i;
 }
 
-static void heap_sift_up(AioContext *ctx, size_t i)
+static void heap_sift_up(AioTimerHeap *h, size_t i)
 {
-    AioTimer *t = ctx->heap[i];
+    AioTimer *t = h->heap[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!timer_before(t, ctx->heap[parent])) {
+        if (!timer_before(t, h->heap[parent])) {
             break;
         }
-        heap_place(ctx, i, ctx->heap[parent]);
+        heap_place(h, i, h->heap[parent]);
         i = parent;
     }
-    heap_place(ctx, i, t);
+    heap_place(h, i, t);
 }
 
-static void heap_sift_down(AioContext *ctx, size_t i)
+static void heap_sift_down(AioTimerHeap *h, size_t i)
 {
-    AioTimer *t = ctx->heap[i];
+    AioTimer *t = h->heap[i];
     for (;;) {
         size_t child = 2 * i + 1;
-        if (child >= ctx->heap_len) {
+        if (child >= h->len) {
             break;
         }
-        if (child + 1 < ctx->heap_len && timer_before(ctx->heap[child + 1], ctx->heap[child])) {
+        if (child + 1 < h->len && timer_before(h->heap[child + 1], h->heap[child])) {
             child++;
         }
-        if (!timer_before(ctx->heap[child], t)) {
+        if (!timer_before(h->heap[child], t)) {
             break;
         }
-        heap_place(ctx, i, ctx->heap[child]);
+        heap_place(h, i, h->heap[child]);
         i = child;
     }
-    heap_place(ctx, i, t);
+    heap_place(h, i, t);
 }
 
-static void heap_remove(AioContext *ctx, AioTimer *t)
+static void heap_remove(AioTimerHeap *h, AioTimer *t)
 {
     size_t i = t->heap_index;
-    AioTimer *last = ctx->heap[--ctx->heap_len];
+    AioTimer *last = h->heap[--h->len];
     t->heap_index = NOT_ARMED;
-    if (i == ctx->heap_len) {
+    if (i == h->len) {
         return;
     }
-    heap_place(ctx, i, last);
-    heap_sift_down(ctx, i);
-    heap_sift_up(ctx, last->heap_index);
+    heap_place(h, i, last);
+    heap_sift_down(h, i);
+    heap_sift_up(h, last->heap_index);
 }
 
-static void publish_earliest(AioContext *ctx)
+static void publish_earliest(AioTimerHeap *h)
 {
-    atomic_store(&ctx->earliest_ns, ctx->heap_len ? ctx->heap[0]->expire_ns : INT64_MAX);
+    atomic_store(&h->earliest_ns, h->len ? h->heap[0]->expire_ns : INT64_MAX);
+}
+
+static AioTimerHeap *timer_heap(AioTimer *t)
+{
+    return &t->ctx->timers[t->clock];
 }
 
 AioTimer *aio_timer_new(AioContext *ctx, AioHandler *cb, void *opaque)
 {
-    if (!ctx || !cb) {
+    return aio_timer_new_on(ctx, AIO_CLOCK_REALTIME, cb, opaque);
+}
+
+AioTimer *aio_timer_new_on(AioContext *ctx, AioClockType type, AioHandler *cb, void *opaque)
+{
+    if (!ctx || !cb || (unsigned)type >= AIO_NCLOCKS) {
         return NULL;
     }
     AioTimer *t = aio__calloc(1, sizeof(*t));
@@ -85,7 +98,13 @@ AioTimer *aio_timer_new(AioContext *ctx, AioHandler *cb, void *opaque)
     t->ctx = ctx;
     t->cb = cb;
     t->opaque = opaque;
+    t->clock = type;
     t->heap_index = NOT_ARMED;
+    if (type == AIO_CLOCK_VIRTUAL) {
+        /* Before the timer can be armed: a change of the virtual clock
+         * must find every context that may sleep on a virtual deadline. */
+        aio__virtual_clock_register(ctx);
+    }
     aio__mutex_lock(&ctx->timer_lock);
     t->all_next = ctx->timer_all;
     if (ctx->timer_all) {
@@ -102,43 +121,45 @@ void aio_timer_mod(AioTimer *t, int64_t expire_ns)
         return;
     }
     AioContext *ctx = t->ctx;
+    AioTimerHeap *h = timer_heap(t);
     aio__mutex_lock(&ctx->timer_lock);
     if (t->heap_index != NOT_ARMED) {
-        heap_remove(ctx, t);
+        heap_remove(h, t);
     }
-    if (ctx->heap_len == ctx->heap_cap) {
-        size_t cap = ctx->heap_cap ? ctx->heap_cap * 2 : 16;
-        AioTimer **heap = aio__realloc(ctx->heap, cap * sizeof(*heap));
+    if (h->len == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        AioTimer **heap = aio__realloc(h->heap, cap * sizeof(*heap));
         if (!heap) {
             /* Out of memory: the timer stays disarmed, the documented void
              * signature leaves no other way to report it. */
-            publish_earliest(ctx);
+            publish_earliest(h);
             aio__mutex_unlock(&ctx->timer_lock);
             return;
         }
-        ctx->heap = heap;
-        ctx->heap_cap = cap;
+        h->heap = heap;
+        h->cap = cap;
     }
     t->expire_ns = expire_ns;
     t->seq = ctx->timer_seq++;
-    ctx->heap_len++;
-    heap_place(ctx, ctx->heap_len - 1, t);
-    heap_sift_up(ctx, t->heap_index);
+    h->len++;
+    heap_place(h, h->len - 1, t);
+    heap_sift_up(h, t->heap_index);
     bool earliest = t->heap_index == 0;
-    publish_earliest(ctx);
+    publish_earliest(h);
     aio__mutex_unlock(&ctx->timer_lock);
-    /* A sleeping poll computed its timeout from the old earliest deadline;
-     * only a new earliest one can make that sleep too long. */
+    /* A sleeping poll computed its timeout from the old earliest deadline
+     * of this clock; only a new earliest one can make that sleep too long. */
     if (earliest) {
         aio_notify(ctx);
     }
 }
 
-static void disarm_locked(AioContext *ctx, AioTimer *t)
+static void disarm_locked(AioTimer *t)
 {
     if (t->heap_index != NOT_ARMED) {
-        heap_remove(ctx, t);
-        publish_earliest(ctx);
+        AioTimerHeap *h = timer_heap(t);
+        heap_remove(h, t);
+        publish_earliest(h);
     }
 }
 
@@ -149,7 +170,7 @@ void aio_timer_del(AioTimer *t)
     }
     AioContext *ctx = t->ctx;
     aio__mutex_lock(&ctx->timer_lock);
-    disarm_locked(ctx, t);
+    disarm_locked(t);
     aio__mutex_unlock(&ctx->timer_lock);
 }
 
@@ -172,7 +193,7 @@ void aio_timer_free(AioTimer *t)
     }
     AioContext *ctx = t->ctx;
     aio__mutex_lock(&ctx->timer_lock);
-    disarm_locked(ctx, t);
+    disarm_locked(t);
     if (t->all_prev) {
         t->all_prev->all_next = t->all_next;
     } else {
@@ -185,59 +206,85 @@ void aio_timer_free(AioTimer *t)
     free(t);
 }
 
-int64_t aio_clock_ns(void)
-{
-    return aio__clock_ns();
-}
-
 int64_t aio__timers_timeout_ns(AioContext *ctx)
 {
-    int64_t earliest = atomic_load(&ctx->earliest_ns);
-    if (earliest == INT64_MAX) {
-        return -1;
+    int64_t best = -1;
+    for (int c = 0; c < AIO_NCLOCKS; c++) {
+        int64_t earliest = atomic_load(&ctx->timers[c].earliest_ns);
+        if (earliest == INT64_MAX) {
+            continue;
+        }
+        /* Stopped, the virtual clock does not reach any deadline by the
+         * passing of time; starting or setting it notifies this context,
+         * after which this is computed again. */
+        if (c == AIO_CLOCK_VIRTUAL && aio__virtual_clock_stopped()) {
+            continue;
+        }
+        int64_t now = aio__timer_clock_now(ctx, (AioClockType)c);
+        /* A deadline equal to now is due (0), like in dispatch below. */
+        int64_t d = earliest > now ? earliest - now : 0;
+        /* The wall clock may jump while we sleep on a relative timeout:
+         * wake up often enough to see where it went. */
+        if (c == AIO_CLOCK_HOST && d > AIO_HOST_SLEEP_MAX_NS) {
+            d = AIO_HOST_SLEEP_MAX_NS;
+        }
+        if (best < 0 || d < best) {
+            best = d;
+        }
     }
-    int64_t now = aio__timers_now(ctx);
-    /* A deadline equal to now is due (0), like in dispatch below. */
-    return earliest > now ? earliest - now : 0;
+    return best;
 }
 
 bool aio__timers_dispatch(AioContext *ctx)
 {
-    if (atomic_load_explicit(&ctx->earliest_ns, memory_order_relaxed) == INT64_MAX) {
-        return false;
-    }
     bool progress = false;
-    int64_t now = aio__timers_now(ctx);
-    aio__mutex_lock(&ctx->timer_lock);
     /* Fire only what was armed before this pass began: a callback that
      * re-arms its timer in the past runs at the next poll (which will not
-     * sleep) instead of looping here forever. */
-    uint64_t armed_before = ctx->timer_seq;
-    while (ctx->heap_len && ctx->heap[0]->expire_ns <= now && ctx->heap[0]->seq < armed_before) {
-        AioTimer *t = ctx->heap[0];
-        heap_remove(ctx, t);
-        publish_earliest(ctx);
-        AioHandler *cb = t->cb;
-        void *opaque = t->opaque;
-        /* Unlocked around the callback: it may re-arm or free t, or arm
-         * other timers. */
-        aio__mutex_unlock(&ctx->timer_lock);
-        cb(opaque);
-        progress = true;
+     * sleep) instead of looping here forever. Read under the lock below. */
+    uint64_t armed_before = 0;
+    bool have_seq = false;
+    for (int c = 0; c < AIO_NCLOCKS; c++) {
+        AioTimerHeap *h = &ctx->timers[c];
+        if (atomic_load_explicit(&h->earliest_ns, memory_order_relaxed) == INT64_MAX) {
+            continue;
+        }
+        /* A stopped virtual clock still fires what is due at its standing
+         * value: that is how aio_virtual_clock_set_ns() fires timers. */
+        int64_t now = aio__timer_clock_now(ctx, (AioClockType)c);
         aio__mutex_lock(&ctx->timer_lock);
+        if (!have_seq) {
+            armed_before = ctx->timer_seq;
+            have_seq = true;
+        }
+        while (h->len && h->heap[0]->expire_ns <= now && h->heap[0]->seq < armed_before) {
+            AioTimer *t = h->heap[0];
+            heap_remove(h, t);
+            publish_earliest(h);
+            AioHandler *cb = t->cb;
+            void *opaque = t->opaque;
+            /* Unlocked around the callback: it may re-arm or free t, or arm
+             * other timers. */
+            aio__mutex_unlock(&ctx->timer_lock);
+            aio__stats_call(ctx, cb, opaque, &ctx->stats.timers_run);
+            progress = true;
+            aio__mutex_lock(&ctx->timer_lock);
+        }
+        aio__mutex_unlock(&ctx->timer_lock);
     }
-    aio__mutex_unlock(&ctx->timer_lock);
     return progress;
 }
 
 void aio__timers_teardown(AioContext *ctx)
 {
+    aio__virtual_clock_unregister(ctx);
     while (ctx->timer_all) {
         AioTimer *t = ctx->timer_all;
         ctx->timer_all = t->all_next;
         free(t);
     }
-    free(ctx->heap);
-    ctx->heap = NULL;
-    ctx->heap_len = ctx->heap_cap = 0;
+    for (int c = 0; c < AIO_NCLOCKS; c++) {
+        free(ctx->timers[c].heap);
+        ctx->timers[c].heap = NULL;
+        ctx->timers[c].len = ctx->timers[c].cap = 0;
+    }
 }

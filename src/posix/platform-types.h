@@ -5,5 +5,9 @@
 #include <pthread.h>
 
 typedef pthread_mutex_t aio_mutex_t;
+/* For the core's few process-wide locks (static storage). */
+#define AIO_MUTEX_INITIALIZER PTHREAD_MUTEX_INITIALIZER
+typedef pthread_cond_t aio_cond_t;
+typedef pthread_t aio_thread_t;
 
 #endif

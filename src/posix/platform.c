@@ -35,6 +35,87 @@ void aio__mutex_unlock(aio_mutex_t *m)
     pthread_mutex_unlock(m);
 }
 
+void aio__cond_init(aio_cond_t *c)
+{
+#if defined(__APPLE__)
+    pthread_cond_init(c, NULL); /* timedwait uses the relative variant */
+#else
+    /* Timeouts on the monotonic clock: a worker's idle timeout must not
+     * stretch or collapse when someone sets the wall clock. */
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+#endif
+}
+
+void aio__cond_destroy(aio_cond_t *c)
+{
+    pthread_cond_destroy(c);
+}
+
+void aio__cond_wait(aio_cond_t *c, aio_mutex_t *m)
+{
+    pthread_cond_wait(c, m);
+}
+
+bool aio__cond_timedwait(aio_cond_t *c, aio_mutex_t *m, int64_t timeout_ns)
+{
+#if defined(__APPLE__)
+    struct timespec rel = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    return pthread_cond_timedwait_relative_np(c, m, &rel) != ETIMEDOUT;
+#else
+    int64_t deadline = aio__clock_ns() + timeout_ns;
+    struct timespec abs = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+    return pthread_cond_timedwait(c, m, &abs) != ETIMEDOUT;
+#endif
+}
+
+void aio__cond_signal(aio_cond_t *c)
+{
+    pthread_cond_signal(c);
+}
+
+void aio__cond_broadcast(aio_cond_t *c)
+{
+    pthread_cond_broadcast(c);
+}
+
+typedef struct thread_start {
+    void (*fn)(void *);
+    void *arg;
+} thread_start;
+
+static void *thread_main(void *p)
+{
+    thread_start ts = *(thread_start *)p;
+    free(p);
+    ts.fn(ts.arg);
+    return NULL;
+}
+
+int aio__thread_start(aio_thread_t *t, void (*fn)(void *), void *arg)
+{
+    thread_start *ts = aio__malloc(sizeof(*ts));
+    if (!ts) {
+        return -ENOMEM;
+    }
+    ts->fn = fn;
+    ts->arg = arg;
+    int err = pthread_create(t, NULL, thread_main, ts);
+    if (err) {
+        free(ts);
+        return -err;
+    }
+    return 0;
+}
+
+void aio__thread_join(aio_thread_t t)
+{
+    pthread_join(t, NULL);
+}
+
 uint64_t aio__thread_id(void)
 {
     /* A counter rather than pthread_self(): pthread_t is opaque (a struct on
@@ -51,6 +132,13 @@ int64_t aio__clock_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t aio__wall_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 

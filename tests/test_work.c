@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker pool: fn on a worker, done in the context with fn's value;
+ * cancel before the start (fn never runs, done gets -ECANCELED) and after it
+ * (-EBUSY, done runs normally); workers on demand up to max, idle exit above
+ * min; a burst of completions is one BH and no system call while the
+ * context is awake; the last unref with work running and queued; bad
+ * arguments; and a stress run of 10^5 submissions from four threads with
+ * cancels racing the starts.
+ */
+#include "test-common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct wk_item {
+    atomic_int *release;   /* fn blocks until *release (NULL: no blocking) */
+    atomic_int started;
+    atomic_int fn_ran;
+    atomic_int done_runs;
+    atomic_int *done_total; /* bumped by done */
+    int done_ret;
+    int value;              /* what fn returns */
+    uint64_t fn_thread;
+    bool done_in_home;
+    AioContext *ctx;
+} wk_item;
+
+static uint64_t wk_thread_id(void)
+{
+    return tsup_os_thread_id();
+}
+
+static int wk_fn(void *arg)
+{
+    wk_item *it = arg;
+    it->fn_thread = wk_thread_id();
+    atomic_store(&it->started, 1);
+    if (it->release) {
+        /* Bounded: a test that forgot to release fails instead of hanging. */
+        tsup_wait_flag(it->release, TC_BOUND_MS * 2);
+    }
+    atomic_store(&it->fn_ran, 1);
+    return it->value;
+}
+
+static void wk_done(void *opaque, int ret)
+{
+    wk_item *it = opaque;
+    it->done_ret = ret;
+    it->done_in_home = aio_context_in_home_thread(it->ctx);
+    atomic_fetch_add(&it->done_runs, 1);
+    if (it->done_total) {
+        atomic_fetch_add(it->done_total, 1);
+    }
+}
+
+static void wk_init(wk_item *it, AioContext *ctx, atomic_int *release, atomic_int *total,
+                    int value)
+{
+    *it = (wk_item){.release = release, .done_total = total, .value = value, .ctx = ctx};
+}
+
+static AioWork *wk_submit(AioContext *ctx, wk_item *it)
+{
+    AioWork *w = aio_work_submit(ctx, wk_fn, it, wk_done, it);
+    cr_assert_not_null(w, "aio_work_submit failed");
+    return w;
+}
+
+Test(work, fn_on_worker_done_in_context, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int total = 0;
+    wk_item it;
+    wk_init(&it, ctx, NULL, &total, 42);
+    wk_submit(ctx, &it);
+    cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS), "done never ran");
+    cr_assert_eq(it.done_ret, 42);
+    cr_assert(it.done_in_home, "done ran outside the context's thread");
+    cr_assert_neq(it.fn_thread, wk_thread_id(), "fn ran on the context's thread");
+    cr_assert_eq(atomic_load(&it.done_runs), 1);
+    aio_context_unref(ctx);
+}
+
+Test(work, bad_arguments, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    wk_item it;
+    wk_init(&it, ctx, NULL, NULL, 0);
+    cr_assert_null(aio_work_submit(NULL, wk_fn, &it, wk_done, &it));
+    cr_assert_null(aio_work_submit(ctx, NULL, &it, wk_done, &it));
+    cr_assert_null(aio_work_submit(ctx, wk_fn, &it, NULL, &it));
+    cr_assert_eq(aio_work_cancel(NULL), -EINVAL);
+    cr_assert_eq(aio_context_set_thread_pool_params(NULL, 0, 1), -EINVAL);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, -1, 1), -EINVAL);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 0), -EINVAL);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 3, 2), -EINVAL);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 2, 2), 0);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    cr_assert(strcmp(aio_strerror(-ECANCELED), "unknown error") != 0);
+    /* Still usable. */
+    atomic_int total = 0;
+    wk_item ok;
+    wk_init(&ok, ctx, NULL, &total, 7);
+    wk_submit(ctx, &ok);
+    cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS));
+    cr_assert_eq(ok.done_ret, 7);
+    aio_context_unref(ctx);
+}
+
+Test(work, cancel_before_start_and_while_running, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_int release = 0, total = 0;
+    wk_item running, queued, behind;
+    wk_init(&running, ctx, &release, &total, 1);
+    wk_init(&queued, ctx, NULL, &total, 2);
+    wk_init(&behind, ctx, NULL, &total, 3);
+    AioWork *wr = wk_submit(ctx, &running);
+    cr_assert(tsup_wait_flag(&running.started, TC_BOUND_MS), "first work never started");
+    /* One worker, busy: these two cannot have started. */
+    AioWork *wq = wk_submit(ctx, &queued);
+    wk_submit(ctx, &behind);
+    cr_assert_eq(aio_work_cancel(wq), 0);
+    cr_assert_eq(aio_work_cancel(wr), -EBUSY);
+    /* done of a cancelled work runs in a later poll, not inside cancel. */
+    cr_assert_eq(atomic_load(&queued.done_runs), 0);
+    atomic_store(&release, 1);
+    cr_assert(tc_poll_until(ctx, &total, 3, TC_BOUND_MS), "a done never ran");
+    cr_assert_eq(queued.done_ret, -ECANCELED);
+    cr_assert_eq(atomic_load(&queued.fn_ran), 0, "cancelled work ran");
+    cr_assert_eq(running.done_ret, 1);
+    cr_assert_eq(behind.done_ret, 3, "the work behind a cancelled one did not run");
+    cr_assert_eq(atomic_load(&queued.done_runs), 1);
+    aio_context_unref(ctx);
+}
+
+Test(work, cancel_after_finish_is_ebusy, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int total = 0;
+    wk_item it;
+    wk_init(&it, ctx, NULL, &total, 5);
+    AioWork *w = aio_work_submit(ctx, wk_fn, &it, wk_done, &it);
+    cr_assert_not_null(w);
+    cr_assert(tsup_wait_flag(&it.fn_ran, TC_BOUND_MS));
+    /* fn returned; done has not run (nobody polled): still a valid handle. */
+    cr_assert_eq(aio_work_cancel(w), -EBUSY);
+    cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS));
+    cr_assert_eq(it.done_ret, 5);
+    aio_context_unref(ctx);
+}
+
+Test(work, workers_on_demand_up_to_max_and_idle_exit, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 1, 3), 0);
+    cr_assert_eq(aio__set_test_pool_idle_ns(ctx, 20 * 1000000LL), 0);
+    cr_assert_eq(aio__test_pool_workers(ctx), 0, "workers started in advance");
+    enum { N = 5 };
+    atomic_int release = 0, total = 0;
+    wk_item it[N];
+    for (int i = 0; i < N; i++) {
+        wk_init(&it[i], ctx, &release, &total, i);
+        wk_submit(ctx, &it[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        cr_assert(tsup_wait_flag(&it[i].started, TC_BOUND_MS), "work %d never started", i);
+    }
+    cr_assert_eq(aio__test_pool_workers(ctx), 3, "pool went past its maximum");
+    cr_assert_eq(atomic_load(&it[3].started) + atomic_load(&it[4].started), 0,
+                 "more work running than workers");
+    atomic_store(&release, 1);
+    cr_assert(tc_poll_until(ctx, &total, N, TC_BOUND_MS));
+    /* Idle above min: two of the three exit after 20 ms; one stays. */
+    int64_t start = tsup_now_ns();
+    while (aio__test_pool_workers(ctx) > 1 && tsup_ms_since(start) < TC_BOUND_MS) {
+        tsup_sleep_ms(5);
+    }
+    cr_assert_eq(aio__test_pool_workers(ctx), 1, "idle workers above min did not exit");
+    /* And the survivor (plus new ones) still serve. */
+    atomic_store(&release, 0);
+    wk_item again;
+    wk_init(&again, ctx, NULL, &total, 9);
+    wk_submit(ctx, &again);
+    cr_assert(tc_poll_until(ctx, &total, N + 1, TC_BOUND_MS));
+    aio_context_unref(ctx);
+}
+
+/* A burst: max 1 worker, held by a blocker, N more queued behind it; while
+ * the context does not poll, all finish onto the completion list. */
+Test(work, burst_is_one_bh_and_no_syscall_while_awake, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    enum { N = 50 };
+    atomic_int release = 0, total = 0;
+    wk_item blocker, it[N];
+    wk_init(&blocker, ctx, &release, &total, -1);
+    wk_submit(ctx, &blocker);
+    for (int i = 0; i < N; i++) {
+        wk_init(&it[i], ctx, NULL, &total, i);
+        wk_submit(ctx, &it[i]);
+    }
+    /* A sentinel behind them: when its fn runs, the only worker has pushed
+     * every completion before it (same thread, in order). */
+    wk_item sentinel;
+    wk_init(&sentinel, ctx, NULL, &total, 0);
+    wk_submit(ctx, &sentinel);
+    AioContextStats before = {.size = sizeof(before)};
+    cr_assert_eq(aio_context_get_stats(ctx, &before), 0);
+    atomic_store(&release, 1);
+    cr_assert(tsup_wait_flag(&sentinel.started, TC_BOUND_MS));
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    cr_assert_geq(atomic_load(&total), N + 1, "one poll ran %d of %d completions",
+                  atomic_load(&total), N + 1);
+    AioContextStats after = {.size = sizeof(after)};
+    cr_assert_eq(aio_context_get_stats(ctx, &after), 0);
+    cr_assert_eq(after.bhs_run - before.bhs_run, 1, "%d completions took %llu BHs", N + 1,
+                 (unsigned long long)(after.bhs_run - before.bhs_run));
+    cr_assert_eq(after.notify_syscalls - before.notify_syscalls, 0,
+                 "completions to an awake context made a system call");
+    cr_assert_geq(after.work_completed - before.work_completed, N + 1);
+    cr_assert(tc_poll_until(ctx, &total, N + 2, TC_BOUND_MS));
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(it[i].done_ret, i);
+    }
+    aio_context_unref(ctx);
+}
+
+/* done callbacks that submit the next work: a chain, all in the context. */
+typedef struct wk_chain {
+    AioContext *ctx;
+    atomic_int left;
+    atomic_int finished;
+} wk_chain;
+
+static int wk_chain_fn(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+static void wk_chain_done(void *opaque, int ret)
+{
+    wk_chain *c = opaque;
+    cr_assert_eq(ret, 1);
+    if (atomic_fetch_sub(&c->left, 1) > 1) {
+        cr_assert_not_null(aio_work_submit(c->ctx, wk_chain_fn, c, wk_chain_done, c));
+    } else {
+        atomic_store(&c->finished, 1);
+    }
+}
+
+Test(work, done_submits_more_work, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    wk_chain c = {.ctx = ctx};
+    atomic_init(&c.left, 200);
+    atomic_init(&c.finished, 0);
+    cr_assert_not_null(aio_work_submit(ctx, wk_chain_fn, &c, wk_chain_done, &c));
+    cr_assert(tc_poll_until(ctx, &c.finished, 1, TC_BOUND_MS * 3));
+    aio_context_unref(ctx);
+}
+
+/* The last unref: the running fn finishes, the queued one never runs, no
+ * done runs. The hook releases the running work only once the pool has
+ * dropped the queue, so the outcome does not depend on timing. */
+static void wk_release_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)ctx;
+    if (point == AIO_HOOK_POOL_STOPPING) {
+        atomic_store((atomic_int *)opaque, 1);
+    }
+}
+
+Test(work, last_unref_waits_running_drops_queued_runs_no_done, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_int release = 0, total = 0;
+    static wk_item running, queued[3], finished;
+    wk_init(&finished, ctx, NULL, &total, 0);
+    wk_submit(ctx, &finished);
+    cr_assert(tsup_wait_flag(&finished.fn_ran, TC_BOUND_MS));
+    wk_init(&running, ctx, &release, &total, 0);
+    wk_submit(ctx, &running);
+    cr_assert(tsup_wait_flag(&running.started, TC_BOUND_MS));
+    for (int i = 0; i < 3; i++) {
+        wk_init(&queued[i], ctx, NULL, &total, 0);
+        wk_submit(ctx, &queued[i]);
+    }
+    aio__set_test_hook(ctx, wk_release_hook, &release);
+    aio_context_unref(ctx);
+    cr_assert_eq(atomic_load(&running.fn_ran), 1, "unref did not wait for the running fn");
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(atomic_load(&queued[i].fn_ran), 0, "queued work ran after the last unref");
+    }
+    cr_assert_eq(atomic_load(&total), 0, "a done ran after the last unref");
+}
+
+/* ---- stress -------------------------------------------------------------- */
+
+typedef struct wk_rec {
+    atomic_int fn_ran;
+    atomic_int done_runs;
+    atomic_int cancel_tried; /* done waits for it when a cancel is coming */
+    int done_ret;
+    int cancel_ret;
+    bool will_cancel;
+    struct wk_stress *stress;
+} wk_rec;
+
+typedef struct wk_stress {
+    AioContext *ctx;
+    wk_rec *recs;
+    int per_thread;
+    atomic_int done_total;
+    atomic_int submit_failed;
+} wk_stress;
+
+typedef struct wk_submitter {
+    wk_stress *s;
+    int first;
+} wk_submitter;
+
+static int wk_rec_fn(void *arg)
+{
+    wk_rec *r = arg;
+    atomic_store(&r->fn_ran, 1);
+    return 1;
+}
+
+static void wk_rec_done(void *opaque, int ret)
+{
+    wk_rec *r = opaque;
+    /* The handle must stay valid until the submitter's cancel is over:
+     * hold done until it has been tried (bounded). */
+    if (r->will_cancel) {
+        tsup_wait_flag(&r->cancel_tried, TC_BOUND_MS);
+    }
+    r->done_ret = ret;
+    atomic_fetch_add(&r->done_runs, 1);
+    atomic_fetch_add(&r->stress->done_total, 1);
+}
+
+static void wk_submitter_main(void *arg)
+{
+    wk_submitter *sub = arg;
+    wk_stress *s = sub->s;
+    for (int i = 0; i < s->per_thread; i++) {
+        wk_rec *r = &s->recs[sub->first + i];
+        r->stress = s;
+        r->will_cancel = (i % 3) == 0;
+        AioWork *w = aio_work_submit(s->ctx, wk_rec_fn, r, wk_rec_done, r);
+        if (!w) {
+            atomic_fetch_add(&s->submit_failed, 1);
+            continue;
+        }
+        if (r->will_cancel) {
+            r->cancel_ret = aio_work_cancel(w);
+            atomic_store(&r->cancel_tried, 1);
+        }
+    }
+}
+
+Test(work, stress_submit_cancel_race, .timeout = 120)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 4), 0);
+    enum { T = 4 };
+    long rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000);
+    wk_stress s = {.ctx = ctx, .per_thread = (int)(rounds / T)};
+    atomic_init(&s.done_total, 0);
+    atomic_init(&s.submit_failed, 0);
+    int total = s.per_thread * T;
+    s.recs = calloc((size_t)total, sizeof(*s.recs));
+    cr_assert_not_null(s.recs);
+    wk_submitter subs[T];
+    tc_thread *th[T];
+    for (int i = 0; i < T; i++) {
+        subs[i] = (wk_submitter){.s = &s, .first = i * s.per_thread};
+        th[i] = tc_thread_start(wk_submitter_main, &subs[i]);
+    }
+    /* The home thread dispatches completions until every done ran; the
+     * watchdog inside tc_poll_until turns a lost completion into a failure,
+     * not a hang. */
+    bool all = tc_poll_until(ctx, &s.done_total, total, 60000);
+    for (int i = 0; i < T; i++) {
+        cr_assert(tc_thread_join(th[i], TC_BOUND_MS));
+    }
+    cr_assert(all, "completions lost: %d of %d done", atomic_load(&s.done_total), total);
+    cr_assert_eq(atomic_load(&s.submit_failed), 0);
+    int cancelled = 0, busy = 0;
+    for (int i = 0; i < total; i++) {
+        wk_rec *r = &s.recs[i];
+        cr_assert_eq(atomic_load(&r->done_runs), 1, "work %d: done ran %d times", i,
+                     atomic_load(&r->done_runs));
+        if (r->will_cancel && r->cancel_ret == 0) {
+            cancelled++;
+            cr_assert_eq(r->done_ret, -ECANCELED, "work %d", i);
+            cr_assert_eq(atomic_load(&r->fn_ran), 0, "work %d: cancelled but ran", i);
+        } else {
+            if (r->will_cancel) {
+                busy++;
+                cr_assert_eq(r->cancel_ret, -EBUSY, "work %d", i);
+            }
+            cr_assert_eq(r->done_ret, 1, "work %d", i);
+            cr_assert_eq(atomic_load(&r->fn_ran), 1, "work %d", i);
+        }
+    }
+    cr_assert_gt(cancelled + busy, 0);
+    free(s.recs);
+    aio_context_unref(ctx);
+}
