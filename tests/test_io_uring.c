@@ -45,7 +45,7 @@ static void refused_case(int err)
     unsetenv("AIOPOLL_BACKEND");
     ctx = aio_context_new();
     cr_assert_not_null(ctx, "the default backend failed too");
-    cr_assert_str_neq(aio_context_backend(ctx), "io_uring");
+    cr_assert(strcmp(aio_context_backend(ctx), "io_uring") != 0, "fell back to io_uring");
     atomic_int ran = 0;
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
     cr_assert_eq(aio_poll(ctx, true), 1);
