@@ -72,6 +72,7 @@ extern "C" {
 #define ETIMEDOUT 110
 #endif
 #ifndef ECANCELED
+/** Cancelled (fallback: the Linux value). */
 #define ECANCELED 125
 #endif
 
@@ -91,6 +92,7 @@ typedef struct AioBH AioBH;
 typedef struct AioTimer AioTimer;
 /** A level-triggered set/clear flag that a context can wait on. */
 typedef struct AioEventNotifier AioEventNotifier;
+/** A job handed to the context's worker pool (aio_work_submit()). */
 typedef struct AioWork AioWork;
 
 /** A callback with the opaque pointer given at registration. */
@@ -455,43 +457,58 @@ AIOPOLL_API int aio_context_set_poll_params(AioContext *ctx, int64_t max_ns,
 
 /* ---- Worker pool -------------------------------------------------------- */
 
-/* Runs on a worker thread of the context's pool, never on a thread that
- * dispatches the context. Its return value is handed to the AioWorkDone. */
+/** Runs on a worker thread of the context's pool, never on a thread that
+ * dispatches the context. Its return value is handed to the AioWorkDone.
+ * @param arg the arg given to aio_work_submit() */
 typedef int AioWorkFunc(void *arg);
-/* Runs in the context (inside aio_poll, on the thread that dispatches it),
+/** Runs in the context (inside aio_poll, on the thread that dispatches it),
  * with fn's return value, or -ECANCELED when the work was cancelled before
- * it started. */
+ * it started.
+ * @param opaque the opaque given to aio_work_submit()
+ * @param ret fn's return value, or -ECANCELED */
 typedef void AioWorkDone(void *opaque, int ret);
 
-/* Queues fn(arg) on ctx's worker pool; done(opaque, ret) runs in ctx once fn
+/** Queues fn(arg) on ctx's worker pool; done(opaque, ret) runs in ctx once fn
  * returned. Any thread. Work starts in submission order (it may finish in
  * any order). A worker is started when none is idle and fewer than the
  * maximum run. Completions reach the context as one bottom half per batch:
  * when the context is awake (not asleep in aio_poll) a completion costs no
  * system call, and many completions that finish together cost one wake-up.
- * Returns the work's handle, valid until its done has returned; NULL for a
+ * @param ctx the context whose polls run done
+ * @param fn the work, run on a worker thread
+ * @param arg passed to fn
+ * @param done the completion, run in ctx
+ * @param opaque passed to done
+ * @return the work's handle, valid until its done has returned; NULL for a
  * NULL ctx, fn or done, no memory, or no worker thread could be started
  * while none exists. */
 AIOPOLL_API AioWork *aio_work_submit(AioContext *ctx, AioWorkFunc *fn, void *arg,
                                      AioWorkDone *done, void *opaque);
 
-/* Cancels w if it has not started. Any thread (also from done callbacks of
- * other work). Returns 0 when it had not started: fn never runs and done runs
+/** Cancels w if it has not started. Any thread (also from done callbacks of
+ * other work). w must be valid (its done has not returned yet).
+ * @param w the work
+ * @return 0 when it had not started: fn never runs and done runs
  * with -ECANCELED in a later aio_poll (never inside this call); -EBUSY when
  * fn is running or has returned (done runs normally with fn's value);
- * -EINVAL for NULL. w must be valid (its done has not returned yet). */
+ * -EINVAL for NULL. */
 AIOPOLL_API int aio_work_cancel(AioWork *w);
 
-/* Sizes ctx's pool: workers are started on demand up to max_workers, and an
+/** Sizes ctx's pool: workers are started on demand up to max_workers, and an
  * idle worker above min_workers exits after 10 s without work (min_workers
  * are kept once started; none are started in advance). Any thread; a lower
  * maximum does not stop running work, surplus idle workers exit. Defaults
- * 0 and 64. Returns 0, or -EINVAL for NULL ctx, min_workers < 0,
+ * 0 and 64.
+ * @param ctx the context
+ * @param min_workers idle workers kept
+ * @param max_workers the most workers that run at once
+ * @return 0, or -EINVAL for NULL ctx, min_workers < 0,
  * max_workers < 1 or min_workers > max_workers. */
 AIOPOLL_API int aio_context_set_thread_pool_params(AioContext *ctx, int min_workers,
                                                    int max_workers);
 
-/* The last aio_context_unref() of a context whose pool has work:
+/* (Not a declaration: the rule for) the last aio_context_unref() of a
+ * context whose pool has work:
  *  - work that has not started is dropped: its fn never runs;
  *  - the unref waits for every fn that is running to return;
  *  - no done callback runs any more, neither for the dropped work nor for
@@ -504,7 +521,7 @@ AIOPOLL_API int aio_context_set_thread_pool_params(AioContext *ctx, int min_work
 
 /* ---- Waiting for another context ---------------------------------------- */
 
-/* Runs blocking polls of ctx while cond(opaque) is true (QEMU's
+/** Runs blocking polls of ctx while cond(opaque) is true (QEMU's
  * AIO_WAIT_WHILE); returns 0 as soon as cond(opaque) is false (at once when
  * it is false on entry, without polling). Home thread of ctx only: -EPERM on
  * any other thread, -EINVAL for NULL ctx or cond; a failing aio_poll ends
@@ -512,10 +529,14 @@ AIOPOLL_API int aio_context_set_thread_pool_params(AioContext *ctx, int min_work
  * poll) and of any other context. cond is called on this thread, between
  * polls. Whoever makes cond false from another thread or context must call
  * aio_wait_kick() afterwards; code that makes it false in a callback of ctx
- * itself need not (every poll re-checks). */
+ * itself need not (every poll re-checks).
+ * @param ctx the context to poll (its home thread calls this)
+ * @param cond the condition, called on this thread between polls
+ * @param opaque passed to cond
+ * @return 0, -EPERM, -EINVAL, or a failing aio_poll's error. */
 AIOPOLL_API int aio_wait_while(AioContext *ctx, bool (*cond)(void *opaque), void *opaque);
 
-/* Makes every aio_wait_while() in the process re-check its condition: each
+/** Makes every aio_wait_while() in the process re-check its condition: each
  * waiting context is notified. Any thread. Call it after the change the
  * waiter waits for (the call orders that change before the waiters'
  * re-check). With nobody waiting it costs a memory fence and one load: no
@@ -524,33 +545,40 @@ AIOPOLL_API void aio_wait_kick(void);
 
 /* ---- Clocks -------------------------------------------------------------- */
 
+/** The clocks a timer can run on. */
 typedef enum AioClockType {
-    /* Monotonic (aio_clock_ns()); timers default to it. */
+    /** Monotonic (aio_clock_ns()); timers default to it. */
     AIO_CLOCK_REALTIME,
-    /* The wall clock, nanoseconds since 1970. It jumps when the system time
+    /** The wall clock, nanoseconds since 1970. It jumps when the system time
      * is set; a timer fires when the wall clock reads its deadline, so
      * timers follow the jump. A forward jump is noticed within 100 ms by a
      * sleeping context (a poll with a HOST timer armed sleeps at most that
      * long at a time); a backward one delays the timer by the jump. */
     AIO_CLOCK_HOST,
-    /* One process-wide clock the application controls (see
+    /** One process-wide clock the application controls (see
      * aio_virtual_clock_stop()). Initially running and equal to REALTIME. */
     AIO_CLOCK_VIRTUAL,
 } AioClockType;
 
-/* The current time of clock type, in nanoseconds; INT64_MIN for an unknown
- * type. Any thread. */
+/** The current time of a clock. Any thread.
+ * @param type the clock
+ * @return nanoseconds; INT64_MIN for an unknown type. */
 AIOPOLL_API int64_t aio_clock_get_ns(AioClockType type);
 
-/* A timer of ctx on clock type: aio_timer_mod() takes absolute deadlines on
- * that clock. aio_timer_new() is aio_timer_new_on(AIO_CLOCK_REALTIME). NULL
- * for a NULL ctx or cb, an unknown type, or no memory. On every clock and
- * backend a timer never fires before aio_clock_get_ns(type) reaches its
- * deadline. */
+/** A timer of ctx on clock type: aio_timer_mod() takes absolute deadlines on
+ * that clock. aio_timer_new() is aio_timer_new_on(AIO_CLOCK_REALTIME). On
+ * every clock and backend a timer never fires before aio_clock_get_ns(type)
+ * reaches its deadline.
+ * @param ctx the context whose polls fire it
+ * @param type the clock
+ * @param cb the callback
+ * @param opaque passed to cb
+ * @return the timer, or NULL for a NULL ctx or cb, an unknown type, or no
+ * memory. */
 AIOPOLL_API AioTimer *aio_timer_new_on(AioContext *ctx, AioClockType type, AioHandler *cb,
                                        void *opaque);
 
-/* The virtual clock. Running, it advances at REALTIME's rate; stopped, it
+/** Stops the virtual clock. Running, it advances at REALTIME's rate; stopped, it
  * stands still and its timers do not fire by the passing of real time.
  * aio_virtual_clock_start() continues from where it stopped (the stopped
  * time is not added back). Stop and start do not nest: stopping a stopped
@@ -558,58 +586,70 @@ AIOPOLL_API AioTimer *aio_timer_new_on(AioContext *ctx, AioClockType type, AioHa
  * context with a VIRTUAL timer, so that sleeping polls re-compute their
  * timeouts. */
 AIOPOLL_API void aio_virtual_clock_stop(void);
+/** Starts the virtual clock again, from where it stopped (see
+ * aio_virtual_clock_stop()). Any thread; wakes every context with a VIRTUAL
+ * timer. */
 AIOPOLL_API void aio_virtual_clock_start(void);
-/* Sets the virtual clock to ns, running or stopped (it stays so): the timers
+/** Sets the virtual clock to ns, running or stopped (it stays so): the timers
  * that became due fire in their contexts, each of which is woken. Any
- * thread. Returns 0, or -EINVAL when ns is before the clock's current
- * value (it only moves forward). */
+ * thread.
+ * @param ns the new reading
+ * @return 0, or -EINVAL when ns is before the clock's current value (it only
+ * moves forward). */
 AIOPOLL_API int aio_virtual_clock_set_ns(int64_t ns);
 
 /* ---- Loop metrics -------------------------------------------------------- */
 
-/* Counters since the context was created. Versioned by size: the caller sets
+/** Counters since the context was created. Versioned by size: the caller sets
  * size = sizeof(AioContextStats); a library that knows more fields than the
  * caller fills only the first size bytes, and one that knows fewer leaves
  * the rest as the caller set them. */
 typedef struct AioContextStats {
-    size_t size;
-    uint64_t iterations;      /* aio_poll() calls that dispatched */
-    uint64_t sleeps;          /* blocking polls that slept in the backend */
-    uint64_t wakeups_notify;  /* sleeps ended by aio_notify() */
-    uint64_t wakeups_fd;      /* sleeps ended by a ready handler */
-    uint64_t wakeups_timer;   /* sleeps ended by their timeout */
-    uint64_t notify_syscalls; /* aio_notify() calls that made a system call */
-    uint64_t bhs_run;         /* bottom-half callbacks run */
-    int64_t sleep_ns;         /* time spent asleep in the backend */
-    /* With aio_context_set_stats_timing() on (else 0): time spent in
+    size_t size;              /**< sizeof(AioContextStats), set by the caller */
+    uint64_t iterations;      /**< aio_poll() calls that dispatched */
+    uint64_t sleeps;          /**< blocking polls that slept in the backend */
+    uint64_t wakeups_notify;  /**< sleeps ended by aio_notify() */
+    uint64_t wakeups_fd;      /**< sleeps ended by a ready handler */
+    uint64_t wakeups_timer;   /**< sleeps ended by their timeout */
+    uint64_t notify_syscalls; /**< aio_notify() calls that made a system call */
+    uint64_t bhs_run;         /**< bottom-half callbacks run */
+    int64_t sleep_ns;         /**< time spent asleep in the backend */
+    /** With aio_context_set_stats_timing() on (else 0): time spent in
      * callbacks (BH, fd, timer; nested ones counted once, in their outer
-     * callback) and the longest single callback. */
+     * callback). */
     int64_t callback_ns;
+    /** The longest single callback (timing on), in ns. */
     int64_t longest_callback_ns;
-    /* The function of that callback (an AioHandler), for a debugger or
+    /** The function of that callback (an AioHandler), for a debugger or
      * dladdr(); NULL when none ran. */
     void (*longest_callback)(void *opaque);
-    uint64_t timers_run;     /* timer callbacks run */
-    uint64_t handlers_run;   /* fd and notifier callbacks run */
-    uint64_t work_completed; /* AioWorkDone callbacks run */
+    uint64_t timers_run;     /**< timer callbacks run */
+    uint64_t handlers_run;   /**< fd and notifier callbacks run */
+    uint64_t work_completed; /**< AioWorkDone callbacks run */
 } AioContextStats;
 
-/* Copies ctx's counters into out (out->size bytes of it, at most the size
- * of this library's struct; out->size is set to the number filled). Any thread; the
- * values are read without stopping the loop, each one atomically but not as
- * one snapshot. Collecting them costs the loop no system call and no lock.
- * Returns 0, or -EINVAL for NULL ctx or out, or out->size smaller than the
+/** Copies ctx's counters into out (out->size bytes of it, at most the size
+ * of this library's struct; out->size is set to the number filled). Any
+ * thread; the values are read without stopping the loop, each one atomically
+ * but not as one snapshot. Collecting them costs the loop no system call and
+ * no lock.
+ * @param ctx the context
+ * @param out where to copy them; out->size set by the caller
+ * @return 0, or -EINVAL for NULL ctx or out, or out->size smaller than the
  * fields up to longest_callback_ns. */
 AIOPOLL_API int aio_context_get_stats(const AioContext *ctx, AioContextStats *out);
 
-/* Turns the timing of every callback (callback_ns, longest_callback_ns,
+/** Turns the timing of every callback (callback_ns, longest_callback_ns,
  * longest_callback) on or off; off by default. Any thread; takes effect from
  * the next callback. The counters are always collected; timing costs two
  * monotonic clock reads per callback (no system call: vDSO or
  * QueryPerformanceCounter), which on a loop that runs millions of tiny
  * callbacks a second is more than the rest of the metrics together
  * (docs/performance.md, "Loop metrics"). libuv makes the same choice for
- * uv_metrics_idle_time (UV_METRICS_IDLE_TIME). Returns 0 or -EINVAL. */
+ * uv_metrics_idle_time (UV_METRICS_IDLE_TIME).
+ * @param ctx the context
+ * @param enable on or off
+ * @return 0 or -EINVAL. */
 AIOPOLL_API int aio_context_set_stats_timing(AioContext *ctx, bool enable);
 
 #ifdef __cplusplus
