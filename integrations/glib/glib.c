@@ -6,8 +6,14 @@
 
 #include "host-fds.h"
 
+/* The host pointer every adapter hands aio_embed_attach() points to the
+ * address of its own tag, so that another adapter's detach(ctx) can tell
+ * that ctx is not attached to it (docs/embedding.md). */
+static const char glib_kind[] = "glib";
+
 typedef struct AioGSource {
     GSource source;
+    const void *kind; /* glib_kind */
     AioContext *ctx;
     AioHostFds fds;
     gpointer *tags; /* g_source_add_unix_fd() tags, parallel to fds.cur */
@@ -86,7 +92,8 @@ GSource *aio_context_gsource_new(AioContext *ctx)
     GSource *source = g_source_new(&aio_gsource_funcs, sizeof(AioGSource));
     AioGSource *g = (AioGSource *)source;
     g->ctx = ctx;
-    if (aio_embed_attach(ctx, g) != 0) {
+    g->kind = glib_kind;
+    if (aio_embed_attach(ctx, &g->kind) != 0) {
         g->ctx = NULL; /* finalize must not detach what we never attached */
         g_source_unref(source);
         return NULL;

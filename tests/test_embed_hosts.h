@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The tests every host-loop adapter must pass, on a real instance of its
+ * loop (tests/test_embed_glib.c, _libevent.c, _libuv.c). Each of those
+ * defines HOST_SUITE and a driver, then includes this file:
+ *
+ *   typedef struct drv drv;                   one host loop
+ *   drv *drv_new(void);  void drv_free(drv *);
+ *   int drv_attach(drv *, AioContext *);      the adapter's attach: 0 or < 0
+ *   void drv_detach(drv *, AioContext *);
+ *   void drv_iterate(drv *);                  one blocking iteration
+ *   void drv_watchdog(drv *, int ms, atomic_int *flag);  a host timer that
+ *                                             sets *flag (and wakes the loop)
+ *   void drv_watchdog_cancel(drv *);
+ *   void drv_defer(drv *, void (*fn)(void *), void *arg);  fn from a host
+ *                                             callback that is not ours
+ *
+ * A lost wake-up would leave the loop asleep; the host's own watchdog timer
+ * (WATCHDOG_MS without progress) ends such a sleep and the test fails on it
+ * instead of hanging. The home thread is the test thread throughout.
+ */
+#ifndef AIOPOLL_TEST_EMBED_HOSTS_H
+#define AIOPOLL_TEST_EMBED_HOSTS_H
+
+#include "test_embed_host.h"
+
+#include <unistd.h>
+
+#define WATCHDOG_MS TC_BOUND_MS
+
+typedef struct loop {
+    AioContext *ctx;
+    drv *d;
+    atomic_int fired; /* the watchdog ended a sleep */
+} loop;
+
+static void loop_init(loop *l)
+{
+    l->ctx = tc_ctx_new();
+    l->d = drv_new();
+    cr_assert_eq(drv_attach(l->d, l->ctx), 0);
+    atomic_init(&l->fired, 0);
+}
+
+static void loop_fini(loop *l)
+{
+    drv_detach(l->d, l->ctx);
+    drv_free(l->d);
+    aio_context_unref(l->ctx);
+}
+
+/* Iterates until *v >= want; false if the watchdog had to end a sleep
+ * (WATCHDOG_MS without progress). */
+static bool run_until(loop *l, atomic_int *v, int want)
+{
+    while (atomic_load(v) < want) {
+        int before = atomic_load(v);
+        atomic_store(&l->fired, 0);
+        drv_watchdog(l->d, WATCHDOG_MS, &l->fired);
+        while (atomic_load(v) == before && !atomic_load(&l->fired)) {
+            drv_iterate(l->d);
+        }
+        drv_watchdog_cancel(l->d);
+        if (atomic_load(v) == before) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void schedule_later(void *p)
+{
+    remote_bh *r = p;
+    tsup_sleep_ms(50);
+    aio_bh_schedule_oneshot(r->ctx, tc_count_cb, r->counter);
+}
+
+static void read_one(void *p)
+{
+    fd_reader *r = p;
+    char c;
+    atomic_fetch_add(read(r->fd, &c, 1) == 1 ? &r->reads : &r->empty, 1);
+}
+
+static void notifier_cb(void *p)
+{
+    notifier_reader *r = p;
+    if (aio_event_notifier_test_and_clear(r->n)) {
+        atomic_fetch_add(&r->count, 1);
+    }
+}
+
+static void set_notifier_later(void *p)
+{
+    tsup_sleep_ms(30);
+    aio_event_notifier_set(p);
+}
+
+typedef struct timer_probe {
+    int64_t deadline, fired_at;
+    atomic_int fired;
+} timer_probe;
+
+static void timer_cb(void *p)
+{
+    timer_probe *t = p;
+    t->fired_at = aio_clock_ns();
+    atomic_store(&t->fired, 1);
+}
+
+Test(HOST_SUITE, bh_fd_notifier_and_timer_run_from_the_host_loop, .timeout = 30)
+{
+    loop l;
+    loop_init(&l);
+    atomic_int ran = 0;
+    remote_bh r = {l.ctx, &ran};
+    tc_thread *t = tc_thread_start(schedule_later, &r);
+    cr_assert(run_until(&l, &ran, 1), "cross-thread BH: host asleep: lost wake-up");
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+
+    aio_fd_t p[2];
+    cr_assert_eq(tsup_pipe(p), 0);
+    fd_reader rd = {.fd = p[0]};
+    cr_assert_eq(aio_set_fd_handler(l.ctx, p[0], false, read_one, NULL, NULL, &rd), 0);
+    cr_assert_eq(tsup_write_byte(p[1]), 1);
+    cr_assert(run_until(&l, &rd.reads, 1));
+
+    AioEventNotifier *n = aio_event_notifier_new(false);
+    notifier_reader nr = {.n = n};
+    cr_assert_eq(aio_set_event_notifier(l.ctx, n, false, notifier_cb, NULL, &nr), 0);
+    t = tc_thread_start(set_notifier_later, n);
+    cr_assert(run_until(&l, &nr.count, 1));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+
+    for (int i = 0; i < 3; i++) {
+        timer_probe tp = {0};
+        AioTimer *tm = aio_timer_new(l.ctx, timer_cb, &tp);
+        tp.deadline = aio_clock_ns() + 15000000 + i * 700000;
+        aio_timer_mod(tm, tp.deadline);
+        cr_assert(run_until(&l, &tp.fired, 1));
+        cr_assert_geq(tp.fired_at, tp.deadline, "timer fired %lld ns early",
+                      (long long)(tp.deadline - tp.fired_at));
+        aio_timer_free(tm);
+    }
+    cr_assert_eq(atomic_load(&rd.empty), 0, "a read handler ran with nothing to read");
+
+    aio_set_fd_handler(l.ctx, p[0], false, NULL, NULL, NULL, NULL);
+    aio_set_event_notifier(l.ctx, n, false, NULL, NULL, NULL);
+    aio_event_notifier_free(n);
+    tsup_close(p[0]);
+    tsup_close(p[1]);
+    loop_fini(&l);
+}
+
+static void notify_and_foreign_poll(void *p)
+{
+    AioContext *ctx = p;
+    aio_notify(ctx);
+    /* Must not consume what the host's sleep needs (QEMU b37548fcd1). */
+    aio_poll(ctx, false);
+    aio_poll(ctx, false);
+}
+
+/* QEMU b37548fcd1 with the host's sleep as the blocking poll: the adapter
+ * has prepared (nothing to do: no timeout) and is held right after it, or
+ * the host is asleep, while another thread notifies and polls without
+ * blocking. The host's sleep must end before its watchdog. */
+static void seed_case(int asleep_ms)
+{
+    loop l = {.ctx = tc_ctx_new()};
+    /* Installed before the attach: the first prepare is the one held (the
+     * libevent adapter's runs inside attach, the others' in the first
+     * iteration). */
+    tc_gate g;
+    tc_gate_install(l.ctx, &g, AIO_HOOK_BEFORE_SLEEP, true);
+    atomic_int missed = 0;
+    tc_thread *t = tc_remote_when_sleeping(&g, asleep_ms, notify_and_foreign_poll, l.ctx, &missed);
+    l.d = drv_new();
+    cr_assert_eq(drv_attach(l.d, l.ctx), 0);
+    /* The first iteration that begins after the release sleeps with the
+     * announcement that prepare made and must be woken by the notify. */
+    atomic_store(&l.fired, 0);
+    drv_watchdog(l.d, WATCHDOG_MS + TC_BOUND_MS, &l.fired);
+    do {
+        drv_iterate(l.d);
+    } while (!atomic_load(&g.released) && !atomic_load(&l.fired));
+    drv_watchdog_cancel(l.d);
+    cr_assert_eq(atomic_load(&l.fired), 0, "host loop still asleep: lost wake-up");
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&missed), 0, "the host loop never reached its sleep");
+    tc_gate_remove(l.ctx, &g);
+    loop_fini(&l);
+}
+
+Test(HOST_SUITE, b37548fcd1_notify_and_foreign_poll_before_sleep, .timeout = 30)
+{
+    seed_case(0);
+}
+
+Test(HOST_SUITE, notify_and_foreign_poll_while_asleep, .timeout = 30)
+{
+    seed_case(50);
+}
+
+typedef struct nested {
+    AioContext *ctx;
+    atomic_int inner, ran_nested;
+    bool ok;
+} nested;
+
+/* AIO_WAIT_WHILE from main-loop code: a host callback that is not ours
+ * waits in aio_poll(ctx, true) for work from another thread. */
+static void nested_poll_cb(void *p)
+{
+    nested *n = p;
+    remote_bh r = {n->ctx, &n->inner};
+    tc_thread *t = tc_thread_start(schedule_later, &r);
+    n->ok = tc_poll_until(n->ctx, &n->inner, 1, TC_BOUND_MS);
+    tc_thread_join(t, TC_BOUND_MS);
+    atomic_store(&n->ran_nested, 1);
+}
+
+Test(HOST_SUITE, nested_blocking_poll_from_a_host_callback, .timeout = 30)
+{
+    loop l;
+    loop_init(&l);
+    nested n = {.ctx = l.ctx};
+    drv_defer(l.d, nested_poll_cb, &n);
+    cr_assert(run_until(&l, &n.ran_nested, 1));
+    cr_assert(n.ok, "the nested blocking poll lost its wake-up");
+    /* And the host is not left asleep with work pending. */
+    atomic_int after = 0;
+    remote_bh r = {l.ctx, &after};
+    tc_thread *t = tc_thread_start(schedule_later, &r);
+    cr_assert(run_until(&l, &after, 1), "host asleep after a nested poll: lost wake-up");
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    loop_fini(&l);
+}
+
+typedef struct detach_in_cb {
+    loop *l;
+    atomic_int done;
+} detach_in_cb;
+
+static void detach_cb(void *p)
+{
+    detach_in_cb *x = p;
+    drv_detach(x->l->d, x->l->ctx);
+    atomic_store(&x->done, 1);
+}
+
+typedef struct other_attach {
+    drv *d;
+    AioContext *ctx;
+    int ret;
+} other_attach;
+
+static void attach_elsewhere(void *p)
+{
+    other_attach *o = p;
+    o->ret = drv_attach(o->d, o->ctx);
+}
+
+Test(HOST_SUITE, errors_detach_and_reattach, .timeout = 30)
+{
+    loop l;
+    loop_init(&l);
+    cr_assert_lt(drv_attach(l.d, l.ctx), 0, "attached twice");
+    drv *d2 = drv_new();
+    cr_assert_lt(drv_attach(d2, l.ctx), 0, "attached to a second loop");
+    other_attach o = {d2, tc_ctx_new(), 0};
+    cr_assert(tc_thread_join(tc_thread_start(attach_elsewhere, &o), TC_BOUND_MS));
+    cr_assert_lt(o.ret, 0, "attached off the home thread");
+    /* The refused attaches changed nothing. */
+    atomic_int a = 0;
+    remote_bh r = {l.ctx, &a};
+    tc_thread *t = tc_thread_start(schedule_later, &r);
+    cr_assert(run_until(&l, &a, 1));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+
+    /* Several contexts on one loop. */
+    AioContext *c2 = o.ctx;
+    cr_assert_eq(drv_attach(l.d, c2), 0);
+    atomic_int b = 0;
+    r = (remote_bh){c2, &b};
+    t = tc_thread_start(schedule_later, &r);
+    cr_assert(run_until(&l, &b, 1));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+
+    /* Detach and attach again. */
+    drv_detach(l.d, c2);
+    cr_assert_null(aio_embed_host(c2), "still attached after detach");
+    cr_assert_eq(drv_attach(d2, c2), 0, "re-attach (to another loop) after detach");
+    drv_detach(d2, c2);
+    cr_assert_eq(drv_attach(l.d, c2), 0, "re-attach after detach");
+    t = tc_thread_start(schedule_later, &r);
+    cr_assert(run_until(&l, &b, 2));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    /* unref of an attached context: alive and attached until the detach. */
+    aio_context_unref(c2);
+    aio_bh_schedule_oneshot(c2, tc_count_cb, &b);
+    cr_assert(run_until(&l, &b, 3));
+    drv_detach(l.d, c2);
+
+    /* Detach from inside one of the context's own callbacks. */
+    detach_in_cb x = {.l = &l};
+    aio_bh_schedule_oneshot(l.ctx, detach_cb, &x);
+    cr_assert(run_until(&l, &x.done, 1));
+    cr_assert_null(aio_embed_host(l.ctx));
+    cr_assert_eq(drv_attach(l.d, l.ctx), 0);
+    loop_fini(&l);
+    drv_free(d2);
+}
+
+#ifndef HOST_NO_RECURSION
+typedef struct recursion {
+    loop *l;
+    atomic_int inner, done;
+    bool ok;
+} recursion;
+
+/* A callback of the context runs the host loop recursively until more of
+ * the context's work arrives from another thread. */
+static void recursing_bh(void *p)
+{
+    recursion *r = p;
+    remote_bh rb = {r->l->ctx, &r->inner};
+    tc_thread *t = tc_thread_start(schedule_later, &rb);
+    r->ok = run_until(r->l, &r->inner, 1);
+    tc_thread_join(t, TC_BOUND_MS);
+    atomic_store(&r->done, 1);
+}
+
+Test(HOST_SUITE, host_loop_recursing_from_a_callback, .timeout = 30)
+{
+    loop l;
+    loop_init(&l);
+    recursion r = {.l = &l};
+    aio_bh_schedule_oneshot(l.ctx, recursing_bh, &r);
+    cr_assert(run_until(&l, &r.done, 1));
+    cr_assert(r.ok, "the recursive host loop lost its wake-up");
+    loop_fini(&l);
+}
+#endif
+
+typedef struct pingpong {
+    AioContext *ctx;
+    atomic_int done, stuck;
+    long rounds;
+} pingpong;
+
+static void producer(void *p)
+{
+    pingpong *pp = p;
+    for (long i = 0; i < pp->rounds; i++) {
+        aio_bh_schedule_oneshot(pp->ctx, tc_count_cb, &pp->done);
+        if (!tsup_wait_at_least(&pp->done, (int)(i + 1), TC_BOUND_MS * 2)) {
+            atomic_store(&pp->stuck, 1);
+            return;
+        }
+    }
+}
+
+Test(HOST_SUITE, cross_thread_round_trips, .timeout = 300)
+{
+    loop l;
+    loop_init(&l);
+    pingpong pp = {.ctx = l.ctx, .rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000)};
+    tc_thread *t = tc_thread_start(producer, &pp);
+    cr_assert(run_until(&l, &pp.done, (int)pp.rounds), "lost wake-up after %d rounds",
+              atomic_load(&pp.done));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&pp.stuck), 0);
+    loop_fini(&l);
+}
+
+#endif
