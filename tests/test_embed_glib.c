@@ -60,6 +60,12 @@ static void drv_iterate(drv *d)
     g_main_context_iteration(d->mc, TRUE);
 }
 
+static void drv_drain(drv *d)
+{
+    while (g_main_context_iteration(d->mc, FALSE)) {
+    }
+}
+
 static gboolean flag_cb(gpointer p)
 {
     atomic_store((atomic_int *)p, 1);

@@ -9,6 +9,8 @@
  *   int drv_attach(drv *, AioContext *);      the adapter's attach: 0 or < 0
  *   void drv_detach(drv *, AioContext *);
  *   void drv_iterate(drv *);                  one blocking iteration
+ *   void drv_drain(drv *);                    iterations that do not block,
+ *                                             until nothing is ready
  *   void drv_watchdog(drv *, int ms, atomic_int *flag);  a host timer that
  *                                             sets *flag (and wakes the loop)
  *   void drv_watchdog_cancel(drv *);
@@ -164,31 +166,69 @@ static void notify_and_foreign_poll(void *p)
 /* QEMU b37548fcd1 with the host's sleep as the blocking poll: the adapter
  * has prepared (nothing to do: no timeout) and is held right after it, or
  * the host is asleep, while another thread notifies and polls without
- * blocking. The host's sleep must end before its watchdog. */
+ * blocking. The host's sleep must end, i.e. a check must follow, before the
+ * host's watchdog. */
+typedef struct seed {
+    AioContext *ctx;
+    int asleep_ms;
+    atomic_int reached, released, fn_started, woke, missed, trigger;
+} seed;
+
+static void seed_hook(AioContext *ctx, AioHookPoint pt, void *opaque)
+{
+    (void)ctx;
+    seed *s = opaque;
+    if (pt == AIO_HOOK_BEFORE_SLEEP && !atomic_exchange(&s->reached, 1)) {
+        tsup_wait_flag(&s->released, TC_GATE_HOLD_MS);
+    } else if (pt == AIO_HOOK_AFTER_SLEEP && atomic_load(&s->fn_started)) {
+        /* A check after the notification: the host's sleep ended. */
+        atomic_store(&s->woke, 1);
+    }
+}
+
+static void seed_remote(void *p)
+{
+    seed *s = p;
+    if (!tsup_wait_flag(&s->reached, TC_BOUND_MS)) {
+        atomic_store(&s->missed, 1);
+    }
+    if (s->asleep_ms) {
+        atomic_store(&s->released, 1);
+        tsup_sleep_ms(s->asleep_ms);
+    }
+    atomic_store(&s->fn_started, 1);
+    notify_and_foreign_poll(s->ctx);
+    atomic_store(&s->released, 1);
+}
+
 static void seed_case(int asleep_ms)
 {
-    loop l = {.ctx = tc_ctx_new()};
-    /* Installed before the attach: the first prepare is the one held (the
-     * libevent adapter's runs inside attach, the others' in the first
-     * iteration). */
-    tc_gate g;
-    tc_gate_install(l.ctx, &g, AIO_HOOK_BEFORE_SLEEP, true);
-    atomic_int missed = 0;
-    tc_thread *t = tc_remote_when_sleeping(&g, asleep_ms, notify_and_foreign_poll, l.ctx, &missed);
-    l.d = drv_new();
-    cr_assert_eq(drv_attach(l.d, l.ctx), 0);
-    /* The first iteration that begins after the release sleeps with the
-     * announcement that prepare made and must be woken by the notify. */
+    loop l;
+    loop_init(&l);
     atomic_store(&l.fired, 0);
     drv_watchdog(l.d, WATCHDOG_MS + TC_BOUND_MS, &l.fired);
-    do {
+    /* Settle: run what attaching (and arming the watchdog) made ready and
+     * accept whatever it notified, so that nothing ends the host's next
+     * sleep but the notification under test, and the next prepare computes
+     * an infinite sleep. */
+    drv_drain(l.d);
+    aio_notify(l.ctx);
+    cr_assert_geq(aio_poll(l.ctx, true), 0);
+    seed s = {.ctx = l.ctx, .asleep_ms = asleep_ms};
+    aio__set_test_hook(l.ctx, seed_hook, &s);
+#ifdef HOST_PREPARES_AFTER_CALLBACKS
+    /* This adapter prepares at the end of its callbacks: make one run. */
+    aio_bh_schedule_oneshot(l.ctx, tc_count_cb, &s.trigger);
+#endif
+    tc_thread *t = tc_thread_start(seed_remote, &s);
+    while (!atomic_load(&s.woke) && !atomic_load(&l.fired)) {
         drv_iterate(l.d);
-    } while (!atomic_load(&g.released) && !atomic_load(&l.fired));
+    }
     drv_watchdog_cancel(l.d);
-    cr_assert_eq(atomic_load(&l.fired), 0, "host loop still asleep: lost wake-up");
     cr_assert(tc_thread_join(t, TC_BOUND_MS));
-    cr_assert_eq(atomic_load(&missed), 0, "the host loop never reached its sleep");
-    tc_gate_remove(l.ctx, &g);
+    cr_assert_eq(atomic_load(&s.missed), 0, "the host loop never reached its sleep");
+    cr_assert_eq(atomic_load(&l.fired), 0, "host loop still asleep: lost wake-up");
+    aio__set_test_hook(l.ctx, NULL, NULL);
     loop_fini(&l);
 }
 

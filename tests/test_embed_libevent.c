@@ -9,6 +9,7 @@
 
 #define HOST_SUITE embed_libevent
 #define HOST_NO_RECURSION /* event_base_loop() refuses to nest */
+#define HOST_PREPARES_AFTER_CALLBACKS
 
 typedef struct drv {
     struct event_base *base;
@@ -45,6 +46,11 @@ static void drv_detach(drv *d, AioContext *ctx)
 static void drv_iterate(drv *d)
 {
     event_base_loop(d->base, EVLOOP_ONCE);
+}
+
+static void drv_drain(drv *d)
+{
+    event_base_loop(d->base, EVLOOP_NONBLOCK);
 }
 
 static void flag_cb(evutil_socket_t fd, short what, void *p)

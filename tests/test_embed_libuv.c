@@ -49,6 +49,11 @@ static void drv_iterate(drv *d)
     uv_run(&d->loop, UV_RUN_ONCE);
 }
 
+static void drv_drain(drv *d)
+{
+    uv_run(&d->loop, UV_RUN_NOWAIT);
+}
+
 static void flag_cb(uv_timer_t *t)
 {
     drv *d = t->data;
