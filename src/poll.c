@@ -240,7 +240,17 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool n
         ret = backend_wait(ctx, set, timeout, true, &kicked);
     }
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
-    lower_and_accept(ctx, kicked);
+    if (lower_and_accept(ctx, kicked) && ctx->embed.announced) {
+        /* A nested poll inside a host loop's announced sleep (src/embed.c):
+         * the host computed its timeout and descriptor set before us, and
+         * what we just accepted may have changed them (a new earliest
+         * timer, a registration it does not watch). Pass the news on: the
+         * host's announcement keeps notify_me > 0, so this kicks, the
+         * host's sleep ends and its next prepare recomputes. Without it the
+         * host sleeps on stale parameters (the model's
+         * BUG_EMBED_NESTED_NO_PASS_ON). */
+        aio_notify(ctx);
+    }
 
     if (drop_right) {
         dispatch_acquire(ctx, self, true);

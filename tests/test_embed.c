@@ -302,6 +302,47 @@ Test(embed, nested_blocking_poll_after_prepare_leaves_host_wakeable, .timeout = 
     aio_context_unref(ctx);
 }
 
+/* The same, but the host callback arms a timer before its nested poll: the
+ * nested poll accepts the timer's notification (the deadline is not due yet)
+ * and the host then sleeps with the timeout prepare computed before the
+ * timer existed (none). The nested poll must pass the news on, or the timer
+ * never fires. Likewise a registration made there, which the host in
+ * descriptor-set mode does not watch yet. */
+Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+    /* An idle descriptor, so that the nested poll really waits (timeout 0)
+     * and so sees and consumes the kick. */
+    aio_fd_t p[2];
+    cr_assert_eq(tsup_pipe(p), 0);
+    fd_reader rd = {.fd = p[0]};
+    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, read_one, NULL, NULL, &rd), 0);
+    cr_assert(host_run_idle(ctx));
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(ns, -1);
+    /* The host callback. */
+    timer_probe tp = {0};
+    AioTimer *t = aio_timer_new(ctx, timer_cb, &tp);
+    tp.deadline = aio_clock_ns() + 20000000;
+    aio_timer_mod(t, tp.deadline);
+    atomic_int x = 0;
+    aio_bh_schedule_oneshot(ctx, tc_count_cb, &x);
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    /* The host sleeps with what prepare said. */
+    host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
+    cr_assert_not(it.lost, "host slept past a timer armed under a nested poll: lost wake-up");
+    cr_assert(host_run_until(ctx, &tp.fired, 1));
+    cr_assert_geq(tp.fired_at, tp.deadline);
+    aio_timer_free(t);
+    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, NULL, NULL, NULL, NULL), 0);
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    tsup_close(p[0]);
+    tsup_close(p[1]);
+    aio_context_unref(ctx);
+}
+
 /* Between check and dispatch a host callback runs a nested blocking poll,
  * which runs the read handler check saw ready and drains the pipe. dispatch
  * must not call it again for readiness that is gone. */
