@@ -5,9 +5,10 @@
 #   tools/deps.sh --all      also MinGW-w64, Wine, musl, g++ and the benchmark's peers
 set -euo pipefail
 
-pkgs=(cmake ninja-build gcc clang pkg-config libcriterion-dev)
+pkgs=(cmake ninja-build gcc clang pkg-config libcriterion-dev
+      libglib2.0-dev libevent-dev libuv1-dev) # the host loops of integrations/
 if [ "${1:-}" = "--all" ]; then
-    pkgs+=(libevent-dev mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++ spin)
+    pkgs+=(mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++ spin)
 fi
 
 missing=()
