@@ -256,7 +256,7 @@ static void seed_case(int asleep_ms)
     tc_thread *t = tc_remote_when_sleeping(&g, asleep_ms, notify_and_foreign_poll, ctx, &missed);
     host_iter it = host_iterate(ctx, HOST_BOUND_MS);
     cr_assert_eq(it.timeout_ns, -1, "nothing was pending when the host prepared");
-    cr_assert_not(it.lost, "host still asleep after %d ms: lost wake-up", HOST_BOUND_MS);
+    cr_assert(!(it.lost), "host still asleep after %d ms: lost wake-up", HOST_BOUND_MS);
     cr_assert_eq(it.check, 1, "check did not see the notification");
     cr_assert(tc_thread_join(t, TC_BOUND_MS));
     cr_assert_eq(atomic_load(&missed), 0, "the host never reached its sleep");
@@ -295,7 +295,7 @@ Test(embed, nested_blocking_poll_after_prepare_leaves_host_wakeable, .timeout = 
     remote_bh r = {ctx, &y};
     tc_thread *t = tc_thread_start(schedule_later, &r);
     host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
-    cr_assert_not(it.lost, "host still asleep after %d ms: lost wake-up", HOST_BOUND_MS);
+    cr_assert(!(it.lost), "host still asleep after %d ms: lost wake-up", HOST_BOUND_MS);
     cr_assert(host_run_until(ctx, &y, 1));
     cr_assert(tc_thread_join(t, TC_BOUND_MS));
     cr_assert_eq(aio_embed_detach(ctx), 0);
@@ -332,7 +332,7 @@ Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
     cr_assert_eq(aio_poll(ctx, true), 1);
     /* The host sleeps with what prepare said. */
     host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
-    cr_assert_not(it.lost, "host slept past a timer armed under a nested poll: lost wake-up");
+    cr_assert(!(it.lost), "host slept past a timer armed under a nested poll: lost wake-up");
     cr_assert(host_run_until(ctx, &tp.fired, 1));
     cr_assert_geq(tp.fired_at, tp.deadline);
     aio_timer_free(t);
@@ -475,7 +475,7 @@ Test(embed, query_aggregate_or_descriptor_set, .timeout = 30)
         aio_embed_check(ctx);
         aio_embed_prepare(ctx, &ns);
         cr_assert_eq(aio_embed_query(ctx, f, 8), 1);
-        cr_assert_not(fd_open(dup), "a descriptor the host no longer watches leaked");
+        cr_assert(!(fd_open(dup)), "a descriptor the host no longer watches leaked");
     }
     aio_embed_check(ctx);
     aio_set_fd_handler(ctx, p[0], false, NULL, NULL, NULL, NULL);
