@@ -10,6 +10,7 @@
 #include "test-common.h"
 
 #include <poll.h>
+#include <unistd.h>
 
 /* A host sleep never lasts longer than this; one that runs into it although
  * the context asked for longer is a lost wake-up. */
@@ -29,7 +30,7 @@ typedef struct remote_bh {
 } remote_bh;
 
 typedef struct fd_reader {
-    aio_fd_t fd;
+    aio_fd_t p[2];    /* a pipe; the read end is registered */
     atomic_int reads; /* a byte was there */
     atomic_int empty; /* called with nothing to read */
 } fd_reader;
@@ -101,6 +102,123 @@ static inline bool host_run_idle(AioContext *ctx)
         host_sleep_check_dispatch(ctx, 0, HOST_BOUND_MS);
     }
     return false;
+}
+
+/* ---- Callbacks and small scenarios the embedding tests share ---------- */
+
+/* A new context, attached (no adapter: the test is the host). */
+static inline AioContext *embedded_new(void)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+    return ctx;
+}
+
+static inline void embedded_free(AioContext *ctx)
+{
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    aio_context_unref(ctx);
+}
+
+static inline void schedule_later(void *p)
+{
+    remote_bh *r = p;
+    tsup_sleep_ms(50);
+    aio_bh_schedule_oneshot(r->ctx, tc_count_cb, r->counter);
+}
+
+static inline void read_one(void *p)
+{
+    fd_reader *r = p;
+    char c;
+    atomic_fetch_add(read(r->p[0], &c, 1) == 1 ? &r->reads : &r->empty, 1);
+}
+
+/* A pipe whose read end has read_one registered in ctx. */
+static inline void reader_open(AioContext *ctx, fd_reader *r)
+{
+    *r = (fd_reader){0};
+    cr_assert_eq(tsup_pipe(r->p), 0);
+    cr_assert_eq(aio_set_fd_handler(ctx, r->p[0], false, read_one, NULL, NULL, r), 0);
+}
+
+static inline void reader_close(AioContext *ctx, fd_reader *r)
+{
+    cr_assert_eq(aio_set_fd_handler(ctx, r->p[0], false, NULL, NULL, NULL, NULL), 0);
+    tsup_close(r->p[0]);
+    tsup_close(r->p[1]);
+}
+
+static inline void notifier_cb(void *p)
+{
+    notifier_reader *r = p;
+    if (aio_event_notifier_test_and_clear(r->n)) {
+        atomic_fetch_add(&r->count, 1);
+    }
+}
+
+static inline void set_notifier_later(void *p)
+{
+    tsup_sleep_ms(30);
+    aio_event_notifier_set(p);
+}
+
+typedef struct timer_probe {
+    int64_t deadline, fired_at;
+    atomic_int fired;
+} timer_probe;
+
+static inline void timer_cb(void *p)
+{
+    timer_probe *t = p;
+    t->fired_at = aio_clock_ns();
+    atomic_store(&t->fired, 1);
+}
+
+static inline void notify_and_foreign_poll(void *p)
+{
+    AioContext *ctx = p;
+    aio_notify(ctx);
+    /* Must not consume what the host's sleep needs (QEMU b37548fcd1). */
+    aio_poll(ctx, false);
+    aio_poll(ctx, false);
+}
+
+/* Another thread schedules a BH on ctx 50 ms from now, while
+ * run(arg, v, want) drives the host loop until *v >= want. */
+static inline bool later_bh_runs(AioContext *ctx, atomic_int *v, int want,
+                                 bool (*run)(void *, atomic_int *, int), void *arg)
+{
+    remote_bh r = {ctx, v};
+    tc_thread *t = tc_thread_start(schedule_later, &r);
+    bool ok = run(arg, v, want);
+    bool joined = tc_thread_join(t, TC_BOUND_MS);
+    return ok && joined;
+}
+
+static inline bool host_runner(void *ctx, atomic_int *v, int want)
+{
+    return host_run_until(ctx, v, want);
+}
+
+/* Cross-thread round trips: a producer schedules a BH and waits until it
+ * ran before the next; the host loop under test runs them. */
+typedef struct pingpong {
+    AioContext *ctx;
+    atomic_int done, stuck;
+    long rounds;
+} pingpong;
+
+static inline void producer(void *p)
+{
+    pingpong *pp = p;
+    for (long i = 0; i < pp->rounds; i++) {
+        aio_bh_schedule_oneshot(pp->ctx, tc_count_cb, &pp->done);
+        if (!tsup_wait_at_least(&pp->done, (int)(i + 1), TC_BOUND_MS * 2)) {
+            atomic_store(&pp->stuck, 1);
+            return;
+        }
+    }
 }
 
 #endif

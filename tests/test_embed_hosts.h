@@ -70,44 +70,9 @@ static bool run_until(loop *l, atomic_int *v, int want)
     return true;
 }
 
-static void schedule_later(void *p)
+static bool loop_runner(void *l, atomic_int *v, int want)
 {
-    remote_bh *r = p;
-    tsup_sleep_ms(50);
-    aio_bh_schedule_oneshot(r->ctx, tc_count_cb, r->counter);
-}
-
-static void read_one(void *p)
-{
-    fd_reader *r = p;
-    char c;
-    atomic_fetch_add(read(r->fd, &c, 1) == 1 ? &r->reads : &r->empty, 1);
-}
-
-static void notifier_cb(void *p)
-{
-    notifier_reader *r = p;
-    if (aio_event_notifier_test_and_clear(r->n)) {
-        atomic_fetch_add(&r->count, 1);
-    }
-}
-
-static void set_notifier_later(void *p)
-{
-    tsup_sleep_ms(30);
-    aio_event_notifier_set(p);
-}
-
-typedef struct timer_probe {
-    int64_t deadline, fired_at;
-    atomic_int fired;
-} timer_probe;
-
-static void timer_cb(void *p)
-{
-    timer_probe *t = p;
-    t->fired_at = aio_clock_ns();
-    atomic_store(&t->fired, 1);
+    return run_until(l, v, want);
 }
 
 Test(HOST_SUITE, bh_fd_notifier_and_timer_run_from_the_host_loop, .timeout = 30)
@@ -115,22 +80,17 @@ Test(HOST_SUITE, bh_fd_notifier_and_timer_run_from_the_host_loop, .timeout = 30)
     loop l;
     loop_init(&l);
     atomic_int ran = 0;
-    remote_bh r = {l.ctx, &ran};
-    tc_thread *t = tc_thread_start(schedule_later, &r);
-    cr_assert(run_until(&l, &ran, 1), "cross-thread BH: host asleep: lost wake-up");
-    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert(later_bh_runs(l.ctx, &ran, 1, loop_runner, &l), "cross-thread BH: host asleep: lost wake-up");
 
-    aio_fd_t p[2];
-    cr_assert_eq(tsup_pipe(p), 0);
-    fd_reader rd = {.fd = p[0]};
-    cr_assert_eq(aio_set_fd_handler(l.ctx, p[0], false, read_one, NULL, NULL, &rd), 0);
-    cr_assert_eq(tsup_write_byte(p[1]), 1);
+    fd_reader rd;
+    reader_open(l.ctx, &rd);
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
     cr_assert(run_until(&l, &rd.reads, 1));
 
     AioEventNotifier *n = aio_event_notifier_new(false);
     notifier_reader nr = {.n = n};
     cr_assert_eq(aio_set_event_notifier(l.ctx, n, false, notifier_cb, NULL, &nr), 0);
-    t = tc_thread_start(set_notifier_later, n);
+    tc_thread *t = tc_thread_start(set_notifier_later, n);
     cr_assert(run_until(&l, &nr.count, 1));
     cr_assert(tc_thread_join(t, TC_BOUND_MS));
 
@@ -146,22 +106,12 @@ Test(HOST_SUITE, bh_fd_notifier_and_timer_run_from_the_host_loop, .timeout = 30)
     }
     cr_assert_eq(atomic_load(&rd.empty), 0, "a read handler ran with nothing to read");
 
-    aio_set_fd_handler(l.ctx, p[0], false, NULL, NULL, NULL, NULL);
+    reader_close(l.ctx, &rd);
     aio_set_event_notifier(l.ctx, n, false, NULL, NULL, NULL);
     aio_event_notifier_free(n);
-    tsup_close(p[0]);
-    tsup_close(p[1]);
     loop_fini(&l);
 }
 
-static void notify_and_foreign_poll(void *p)
-{
-    AioContext *ctx = p;
-    aio_notify(ctx);
-    /* Must not consume what the host's sleep needs (QEMU b37548fcd1). */
-    aio_poll(ctx, false);
-    aio_poll(ctx, false);
-}
 
 /* QEMU b37548fcd1 with the host's sleep as the blocking poll: the adapter
  * has prepared (nothing to do: no timeout) and is held right after it, or
@@ -270,10 +220,7 @@ Test(HOST_SUITE, nested_blocking_poll_from_a_host_callback, .timeout = 30)
     cr_assert(n.ok, "the nested blocking poll lost its wake-up");
     /* And the host is not left asleep with work pending. */
     atomic_int after = 0;
-    remote_bh r = {l.ctx, &after};
-    tc_thread *t = tc_thread_start(schedule_later, &r);
-    cr_assert(run_until(&l, &after, 1), "host asleep after a nested poll: lost wake-up");
-    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert(later_bh_runs(l.ctx, &after, 1, loop_runner, &l), "host asleep after a nested poll: lost wake-up");
     loop_fini(&l);
 }
 
@@ -313,19 +260,13 @@ Test(HOST_SUITE, errors_detach_and_reattach, .timeout = 30)
     cr_assert_lt(o.ret, 0, "attached off the home thread");
     /* The refused attaches changed nothing. */
     atomic_int a = 0;
-    remote_bh r = {l.ctx, &a};
-    tc_thread *t = tc_thread_start(schedule_later, &r);
-    cr_assert(run_until(&l, &a, 1));
-    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert(later_bh_runs(l.ctx, &a, 1, loop_runner, &l));
 
     /* Several contexts on one loop. */
     AioContext *c2 = o.ctx;
     cr_assert_eq(drv_attach(l.d, c2), 0);
     atomic_int b = 0;
-    r = (remote_bh){c2, &b};
-    t = tc_thread_start(schedule_later, &r);
-    cr_assert(run_until(&l, &b, 1));
-    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert(later_bh_runs(c2, &b, 1, loop_runner, &l));
 
     /* Detach and attach again. */
     drv_detach(l.d, c2);
@@ -333,9 +274,7 @@ Test(HOST_SUITE, errors_detach_and_reattach, .timeout = 30)
     cr_assert_eq(drv_attach(d2, c2), 0, "re-attach (to another loop) after detach");
     drv_detach(d2, c2);
     cr_assert_eq(drv_attach(l.d, c2), 0, "re-attach after detach");
-    t = tc_thread_start(schedule_later, &r);
-    cr_assert(run_until(&l, &b, 2));
-    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert(later_bh_runs(c2, &b, 2, loop_runner, &l));
     /* unref of an attached context: alive and attached until the detach. */
     aio_context_unref(c2);
     aio_bh_schedule_oneshot(c2, tc_count_cb, &b);
@@ -364,10 +303,7 @@ typedef struct recursion {
 static void recursing_bh(void *p)
 {
     recursion *r = p;
-    remote_bh rb = {r->l->ctx, &r->inner};
-    tc_thread *t = tc_thread_start(schedule_later, &rb);
-    r->ok = run_until(r->l, &r->inner, 1);
-    tc_thread_join(t, TC_BOUND_MS);
+    r->ok = later_bh_runs(r->l->ctx, &r->inner, 1, loop_runner, r->l);
     atomic_store(&r->done, 1);
 }
 
@@ -382,24 +318,6 @@ Test(HOST_SUITE, host_loop_recursing_from_a_callback, .timeout = 30)
     loop_fini(&l);
 }
 #endif
-
-typedef struct pingpong {
-    AioContext *ctx;
-    atomic_int done, stuck;
-    long rounds;
-} pingpong;
-
-static void producer(void *p)
-{
-    pingpong *pp = p;
-    for (long i = 0; i < pp->rounds; i++) {
-        aio_bh_schedule_oneshot(pp->ctx, tc_count_cb, &pp->done);
-        if (!tsup_wait_at_least(&pp->done, (int)(i + 1), TC_BOUND_MS * 2)) {
-            atomic_store(&pp->stuck, 1);
-            return;
-        }
-    }
-}
 
 Test(HOST_SUITE, cross_thread_round_trips, .timeout = 300)
 {
