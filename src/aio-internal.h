@@ -142,6 +142,9 @@ typedef struct AioEmbedState {
     bool aggregated;       /* the host waits on `handle` alone */
     aio_handle_t handle;
     bool announced;        /* prepare raised notify_me; check lowers it */
+    bool passed_on;        /* the fallback kick of aio__embed_stale, once per
+                            * announcement */
+    AioHandler *stale_cb;  /* aio_embed_set_stale_handler(); gets host */
     bool walking;          /* check took a walker on `set`; dispatch ends it */
     bool check_ready;      /* what that check answered */
     bool set_ok;           /* its wait succeeded: set's readiness is valid */

@@ -30,4 +30,8 @@ void aio__dispatch_acquire(AioContext *ctx);
  * the last reference). */
 bool aio__dispatch_release_outermost(AioContext *ctx);
 
+/* In embed.c, for poll.c: a nested blocking poll accepted a notification
+ * while the host's sleep is announced. Home thread. */
+void aio__embed_stale(AioContext *ctx);
+
 #endif

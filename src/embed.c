@@ -64,6 +64,7 @@ static void embed_release(AioContext *ctx)
     e->check_ready = e->set_ok = false;
     e->check_err = 0;
     e->query_gen = 0;
+    e->stale_cb = NULL;
 }
 
 int aio_embed_attach(AioContext *ctx, void *host)
@@ -170,6 +171,7 @@ int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns)
     if (!e->announced) {
         aio__announce(ctx);
         e->announced = true;
+        e->passed_on = false;
     }
     int64_t t = pending ? 0 : aio__sleep_timeout(ctx);
     if (t != 0 && e->aggregated && ctx->ops->embed_busy && ctx->ops->embed_busy(ctx->be)) {
@@ -316,6 +318,41 @@ static int query_set(AioContext *ctx, AioEmbedFd *fds, size_t cap)
     }
     aio__sources_end_walk(ctx);
     return ret < 0 ? ret : (int)need;
+}
+
+int aio_embed_set_stale_handler(AioContext *ctx, AioHandler *cb)
+{
+    int err = enter(ctx);
+    if (err) {
+        return err;
+    }
+    ctx->embed.stale_cb = cb;
+    return 0;
+}
+
+void aio__embed_stale(AioContext *ctx)
+{
+    AioEmbedState *e = &ctx->embed;
+    if (e->stale_cb) {
+        /* The adapter makes its host prepare again before it sleeps, with a
+         * signal of the host's own (an active event, a zero timer, GLib's
+         * wake-up): nothing that nested polls wait on, so a loop of them
+         * (AIO_WAIT_WHILE) still sleeps. */
+        e->stale_cb(e->host);
+        return;
+    }
+    if (e->passed_on) {
+        return;
+    }
+    e->passed_on = true;
+    /* Fallback: one kick, without notified (setting notified would make
+     * every further nested poll of a wait loop accept it and kick again: a
+     * spin). kick_pending's invariant holds: set, then signalled. A later
+     * nested poll of a loop may consume this kick; hosts that run callbacks
+     * between prepare and their sleep set a stale handler (aio.h). */
+    if (!atomic_exchange(&ctx->kick_pending, true)) {
+        ctx->ops->kick(ctx->be);
+    }
 }
 
 int aio_embed_query(AioContext *ctx, AioEmbedFd *fds, size_t n)

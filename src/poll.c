@@ -244,12 +244,10 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool n
         /* A nested poll inside a host loop's announced sleep (src/embed.c):
          * the host computed its timeout and descriptor set before us, and
          * what we just accepted may have changed them (a new earliest
-         * timer, a registration it does not watch). Pass the news on: the
-         * host's announcement keeps notify_me > 0, so this kicks, the
-         * host's sleep ends and its next prepare recomputes. Without it the
-         * host sleeps on stale parameters (the model's
+         * timer, a registration it does not watch). Without passing that on
+         * the host sleeps on stale parameters (the model's
          * BUG_EMBED_NESTED_NO_PASS_ON). */
-        aio_notify(ctx);
+        aio__embed_stale(ctx);
     }
 
     if (drop_right) {

@@ -224,6 +224,56 @@ Test(HOST_SUITE, nested_blocking_poll_from_a_host_callback, .timeout = 30)
     loop_fini(&l);
 }
 
+typedef struct wait_loop {
+    AioContext *ctx;
+    timer_probe tp;
+    AioTimer *timer;
+    atomic_int inner, done;
+    bool ok;
+} wait_loop;
+
+/* A host callback arms a timer of the context, then waits for another
+ * thread in a loop of nested blocking polls (AIO_WAIT_WHILE). The first of
+ * them accepts the timer's notification; the host, which prepared before
+ * (libevent: at the end of our last callback), must still run the timer. */
+static void wait_loop_cb(void *p)
+{
+    wait_loop *w = p;
+    w->timer = aio_timer_new(w->ctx, timer_cb, &w->tp);
+    /* Due after the wait below (the BH comes at 50 ms): the host fires it. */
+    w->tp.deadline = aio_clock_ns() + 150000000;
+    aio_timer_mod(w->timer, w->tp.deadline);
+    remote_bh r = {w->ctx, &w->inner};
+    tc_thread *t = tc_thread_start(schedule_later, &r);
+    w->ok = tc_poll_until(w->ctx, &w->inner, 1, TC_BOUND_MS);
+    tc_thread_join(t, TC_BOUND_MS);
+    atomic_store(&w->done, 1);
+}
+
+Test(HOST_SUITE, timer_armed_under_a_nested_wait_loop, .timeout = 30)
+{
+    loop l;
+    loop_init(&l);
+    /* An idle descriptor, so that the nested polls really wait (timeout 0
+     * at first) and so see and consume the kick. */
+    fd_reader rd;
+    reader_open(l.ctx, &rd);
+    /* Let the host take the registration in first, so that the deferred
+     * callback below is the only thing its next iteration runs. */
+    drv_drain(l.d);
+    wait_loop w = {.ctx = l.ctx};
+    drv_defer(l.d, wait_loop_cb, &w);
+    cr_assert(run_until(&l, &w.done, 1));
+    cr_assert(w.ok, "the nested wait loop lost its wake-up");
+    cr_assert_eq(atomic_load(&w.tp.fired), 0, "the timer fired inside the wait loop");
+    cr_assert(run_until(&l, &w.tp.fired, 1),
+              "host slept past a timer armed under a nested wait loop: lost wake-up");
+    cr_assert_geq(w.tp.fired_at, w.tp.deadline);
+    aio_timer_free(w.timer);
+    reader_close(l.ctx, &rd);
+    loop_fini(&l);
+}
+
 typedef struct detach_in_cb {
     loop *l;
     atomic_int done;

@@ -322,9 +322,16 @@ N5:
 N6: atomic { acc = notified; notified = false };     /* exchange: accept */
 #ifndef BUG_EMBED_NESTED_NO_PASS_ON
     if
-    :: pass_on && acc -> aio_notify()                /* a host sleep is announced on
+    :: pass_on && acc ->                             /* a host sleep is announced on
                                                       * parameters from before this
-                                                      * poll: pass the news on */
+                                                      * poll: pass the news on, a
+                                                      * kick without notified */
+       atomic { old = kick_pending; kick_pending = true };
+       if
+       :: !old -> kick = true
+       :: else
+       fi;
+       old = false
     :: else
     fi;
 #endif

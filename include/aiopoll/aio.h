@@ -426,6 +426,19 @@ AIOPOLL_API void *aio_embed_host(const AioContext *ctx);
  * attached), -EPERM (not the home thread), -ECHILD. */
 AIOPOLL_API int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns);
 
+/* Optional: cb(host) is called on the home thread when a nested blocking
+ * poll, run by a host callback between prepare and the host's sleep, accepted
+ * a notification: the timeout and descriptors the host is about to sleep on
+ * may be stale (a timer armed there, a registration). cb must make the host
+ * go round to prepare before it sleeps, with a signal of the host's own
+ * (GLib: g_main_context_wakeup; libevent: event_active; libuv: a zero timer),
+ * not by calling into ctx. Without one the context kicks the host's
+ * descriptor once per announcement, which a further nested poll of a wait
+ * loop may consume again: set one if your host runs callbacks between
+ * prepare and its sleep. NULL removes it; detach forgets it. Returns 0,
+ * -EINVAL, -EPERM. */
+AIOPOLL_API int aio_embed_set_stale_handler(AioContext *ctx, AioHandler *cb);
+
 /* What to wait on: fills up to n entries of fds and returns how many there
  * are (call again with room for that many if it is more than n; a call that
  * did not fit changes nothing). Home thread. In aggregated mode always 1 and

@@ -3,6 +3,7 @@
 #include <aiopoll/glib.h>
 
 #include <limits.h>
+#include <stddef.h>
 
 #include "host-fds.h"
 
@@ -84,6 +85,15 @@ static GSourceFuncs aio_gsource_funcs = {
     .finalize = gs_finalize,
 };
 
+/* A nested blocking poll between our prepare and GLib's poll (another
+ * source's prepare) accepted a notification: make GLib's coming poll return
+ * at once, with GLib's own wake-up, so that we prepare again. */
+static void gs_stale(void *host)
+{
+    AioGSource *g = (AioGSource *)(void *)((char *)host - offsetof(AioGSource, kind));
+    g_main_context_wakeup(g_source_get_context(&g->source));
+}
+
 GSource *aio_context_gsource_new(AioContext *ctx)
 {
     if (!ctx) {
@@ -98,6 +108,7 @@ GSource *aio_context_gsource_new(AioContext *ctx)
         g_source_unref(source);
         return NULL;
     }
+    aio_embed_set_stale_handler(ctx, gs_stale);
     g_source_set_name(source, "aiopoll");
     /* A callback of ctx may run a nested main loop that waits for more of
      * ctx's work (QEMU does the same with its AioContext source). */

@@ -126,6 +126,16 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     rearm(h);
 }
 
+/* Every libevent callback runs between our prepare and the base's sleep:
+ * one that ran a nested blocking poll may have made our timer or events
+ * stale. An active event makes the base run us before it sleeps, and costs
+ * the nested polls nothing (they never wait on it). */
+static void stale(void *host)
+{
+    AioEventHost *h = (AioEventHost *)(void *)((char *)host - offsetof(AioEventHost, kind));
+    event_active(h->timer, EV_TIMEOUT, 1);
+}
+
 int aio_context_attach_event_base(AioContext *ctx, struct event_base *base)
 {
     if (!ctx || !base) {
@@ -145,6 +155,7 @@ int aio_context_attach_event_base(AioContext *ctx, struct event_base *base)
     }
     int err = aio_embed_attach(ctx, &h->kind);
     if (err == 0) {
+        aio_embed_set_stale_handler(ctx, stale);
         err = rearm(h);
         if (err) {
             free_evs(h);

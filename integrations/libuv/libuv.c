@@ -121,6 +121,14 @@ static void on_check(uv_check_t *c)
     }
 }
 
+/* A prepare callback after ours ran a nested blocking poll: a zero timer
+ * makes this iteration's poll return at once, so that we prepare again. */
+static void stale(void *host)
+{
+    AioUvHost *h = (AioUvHost *)(void *)((char *)host - offsetof(AioUvHost, kind));
+    uv_timer_start(&h->timer, on_timer, 0, 0);
+}
+
 int aio_context_attach_uv_loop(AioContext *ctx, uv_loop_t *loop)
 {
     if (!ctx || !loop) {
@@ -143,6 +151,7 @@ int aio_context_attach_uv_loop(AioContext *ctx, uv_loop_t *loop)
     uv_timer_init(loop, &h->timer);
     h->prepare.data = h->check.data = h->timer.data = h;
     h->open_handles = 3;
+    aio_embed_set_stale_handler(ctx, stale);
     uv_prepare_start(&h->prepare, on_prepare);
     uv_check_start(&h->check, on_check);
     return 0;
