@@ -32,6 +32,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "bench-embed.h"
 #include "bench-pairs.h"
 #include "bench-work.h"
 #include "bench-util.h"
@@ -766,7 +767,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--quick] [--csv FILE] [--only LIST] [--pin none]\n"
             "  LIST: comma-separated subset of wakeup,flood,hot,bh,idle,timers,adaptive,"
-            "crossover,work\n",
+            "crossover,work,embed\n",
             argv0);
 }
 
@@ -826,6 +827,13 @@ int main(int argc, char **argv)
     }
     if (want("work")) {
         bench_work(quick);
+    }
+    if (want("embed")) {
+        header("9. embedded round trip",
+               "side B is a context embedded in a host loop, or the host loop woken by its own "
+               "cross-thread primitive, or aiopoll's aio_poll; the way back is an aiopoll BH");
+        placement(false);
+        bench_scen_embed(quick);
     }
     printf("\ntotal time %.1f s\n", (double)(bu_now_ns() - t0) / 1e9);
     print_load("at end");

@@ -195,6 +195,41 @@ void aio__sources_unwatch_all(AioContext *ctx);
 int aio__sources_watch_all(AioContext *ctx);
 void aio__pollset_fini(AioContext *ctx, AioPollSet *set);
 
+/* ---- Embedding in a host loop (embed.c, docs/embedding.md) --------------- */
+
+/* A descriptor the host loop watches in descriptor-set mode: a duplicate
+ * of a watch's own, so that its lifetime is the adapter's rhythm (one query
+ * after it left the set) and not the source's. */
+typedef struct AioEmbedHostFd {
+    AioSourceId id;
+    AioObject obj;
+    unsigned interest;
+    bool retiring; /* left the set at the last query; closed at the next */
+} AioEmbedHostFd;
+
+/* Home thread only (attach/detach also under home_lock). */
+typedef struct AioEmbedState {
+    bool attached;
+    void *host;
+    bool aggregated;       /* the host waits on `handle` alone */
+    aio_handle_t handle;
+    bool announced;        /* prepare raised notify_me; check lowers it */
+    bool passed_on;        /* the fallback kick of aio__embed_stale, once per
+                            * announcement */
+    AioHandler *stale_cb;  /* aio_embed_set_stale_handler(); gets host */
+    bool walking;          /* check took a walker on `set`; dispatch ends it */
+    bool check_ready;      /* what that check answered */
+    bool set_ok;           /* its wait succeeded: set's readiness is valid */
+    int check_err;         /* its failure, for dispatch to report */
+    unsigned query_gen;    /* query_set's generation at the last answer */
+    unsigned accepts_at_check;
+    unsigned dispatching;  /* aio_embed_dispatch() frames on the stack */
+    AioPollSet set;        /* check -> dispatch */
+    AioPollSet query_set;  /* descriptor-set mode's snapshot */
+    AioEmbedHostFd *fds;   /* descriptor-set mode; sorted by id */
+    size_t nfds, fds_cap;
+} AioEmbedState;
+
 /* ---- The context --------------------------------------------------------- */
 
 struct AioContext {
@@ -280,6 +315,11 @@ struct AioContext {
      * dispatch right; the outermost aio_poll of that thread destroys the
      * context on its way out. Dispatch-right holder only. */
     bool destroy_pending;
+
+    /* Accepts so far (poll.c); home thread only. */
+    unsigned accepts;
+    /* A host loop driving this context (embed.c). */
+    AioEmbedState embed;
 
 #if AIOPOLL_TEST_HOOKS
     AioTestState test; /* aio-test-hooks.h */

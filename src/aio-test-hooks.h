@@ -30,11 +30,13 @@ typedef enum AioHookPoint {
      * computed its timeout, and is about to enter the backend's sleep
      * (ppoll / poll / epoll_wait / WaitForMultipleObjects). A notification
      * that arrives from here on must still end the sleep. The outermost poll
-     * no longer holds the dispatch right here when it is going to sleep. */
+     * no longer holds the dispatch right here when it is going to sleep.
+     * Also at the end of aio_embed_prepare(): the host loop's sleep follows. */
     AIO_HOOK_BEFORE_SLEEP,
     /* Blocking poll, home thread: the backend's sleep returned (or was
      * skipped because the poll had nothing to sleep for); the poller has not
-     * yet lowered the counter nor accepted the wake-up. */
+     * yet lowered the counter nor accepted the wake-up. Also at the start of
+     * aio_embed_check(), after the host loop's sleep. */
     AIO_HOOK_AFTER_SLEEP,
     /* Non-blocking poll, any thread: it holds the dispatch right (so a home
      * thread that wants to dispatch now waits for it) and is about to look

@@ -155,6 +155,24 @@ typedef struct AioBackendOps {
      * wake-up object's counter): unwatch() and destroy() only free memory
      * and close this process's descriptors. NULL: nothing is shared. */
     void (*forked)(AioBackend *be);
+
+    /* ---- Embedding in a host loop (src/embed.c, docs/embedding.md) ----
+     * A backend offers one of the two forms below, or neither (then
+     * aio_embed_attach() is -ENOTSUP). */
+
+    /* Optional: makes the backend sleep on one object that is ready whenever
+     * a watch is ready or the wake-up object is signalled (an epoll set),
+     * switching to it first if it has such a mode, and returns it. From then
+     * on, until destroy(), wait() must keep using it. -ENOTSUP when there is
+     * none (the core then asks for embed_fds). Home thread, list lock held. */
+    int (*embed_aggregate)(AioBackend *be, aio_handle_t *out);
+    /* Optional, with embed_aggregate: true when a wait would report a watch
+     * ready that the aggregate object does not show (epoll's always-ready
+     * files), so the host must not sleep. Any thread. */
+    bool (*embed_busy)(AioBackend *be);
+    /* Optional, for backends without an aggregate: the descriptor of the
+     * wake-up object, readable while it is signalled. */
+    aio_handle_t (*embed_kick_handle)(AioBackend *be);
 } AioBackendOps;
 
 /* The backends compiled for this platform, default first, NULL-terminated

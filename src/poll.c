@@ -19,6 +19,7 @@
  *    only the first aio_notify() of each sleep pays for the system call.
  */
 #include "aio-internal.h"
+#include "embed-internal.h"
 
 #define POLL_NS_INITIAL 4000 /* first busy-poll window once polling helps */
 #define POLL_FACTOR_DEFAULT 2
@@ -197,11 +198,49 @@ static int sleep_counted(AioContext *ctx, AioPollSet *set, int64_t timeout, bool
     return ret;
 }
 
-static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *progress)
+
+/* N4 to N6: lowers one announcement and accepts. Blocking polls and an
+ * embedded context's check (src/embed.c), home thread only. Returns whether
+ * a notification was pending. */
+static bool lower_and_accept(AioContext *ctx, bool kicked)
 {
-    bool polling = atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed) > 0;
+    atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
+
+    /* Consume the kick, then re-arm kick_pending, in this order: a notifier
+     * that finds kick_pending false after the re-arm kicks again, and its
+     * kick() comes after our clear_kick(), so the object stays signalled
+     * and the invariant holds (clearing after re-arming could eat that
+     * kick and leave kick_pending true over a silent object: a lost
+     * wake-up). A notifier that still found it true skipped its kick; its
+     * store to notified precedes its exchange, which precedes our re-arm
+     * (all seq_cst), so the exchange of notified below sees its news.
+     * Without a kick we leave kick_pending alone: the object is still
+     * signalled and the next sleep returns at once and re-arms. */
+    if (kicked) {
+        ctx->ops->clear_kick(ctx->be);
+        atomic_store(&ctx->kick_pending, false);
+    }
+
+    /* Accept. An exchange, not a store: reading the notifier's 'true'
+     * synchronizes with its release, so the work it published before
+     * notifying is visible to the dispatch below. A notification that comes
+     * after the exchange leaves notified set for the next blocking poll. */
+    bool was = atomic_exchange(&ctx->notified, false);
+    /* An embedded check compares this to know whether a nested blocking
+     * poll has run (and consumed readiness) since. */
+    ctx->accepts++;
+    return was;
+}
+
+/* now: never sleep, but still look at the wake-up object (an embedded
+ * context's dispatch outside the check/dispatch pair, src/embed.c), so that a
+ * kick left signalled is consumed instead of waking the host loop again. */
+static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool now,
+                         bool *progress)
+{
+    bool polling = !now && atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed) > 0;
     int64_t start = polling ? aio__clock_ns() : 0;
-    int64_t timeout = sleep_timeout(ctx);
+    int64_t timeout = now ? 0 : sleep_timeout(ctx);
     if (timeout != 0 && polling && busy_poll(ctx, set, timeout, progress)) {
         timeout = 0;
     }
@@ -226,7 +265,7 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
     int ret = 0;
     /* With nothing to sleep for and nothing to watch, skip the system call;
      * a kick left behind is drained by the next real sleep. */
-    if (timeout != 0 || set->ws.n > 0) {
+    if (timeout != 0 || set->ws.n > 0 || now) {
         if (timeout != 0) {
             ret = sleep_counted(ctx, set, timeout, &kicked);
         } else {
@@ -234,28 +273,15 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool *
         }
     }
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
-    atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
-
-    /* Consume the kick, then re-arm kick_pending, in this order: a notifier
-     * that finds kick_pending false after the re-arm kicks again, and its
-     * kick() comes after our clear_kick(), so the object stays signalled
-     * and the invariant holds (clearing after re-arming could eat that
-     * kick and leave kick_pending true over a silent object: a lost
-     * wake-up). A notifier that still found it true skipped its kick; its
-     * store to notified precedes its exchange, which precedes our re-arm
-     * (all seq_cst), so the exchange of notified below sees its news.
-     * Without a kick we leave kick_pending alone: the object is still
-     * signalled and the next sleep returns at once and re-arms. */
-    if (kicked) {
-        ctx->ops->clear_kick(ctx->be);
-        atomic_store(&ctx->kick_pending, false);
+    if (lower_and_accept(ctx, kicked) && ctx->embed.announced) {
+        /* A nested poll inside a host loop's announced sleep (src/embed.c):
+         * the host computed its timeout and descriptor set before us, and
+         * what we just accepted may have changed them (a new earliest
+         * timer, a registration it does not watch). Without passing that on
+         * the host sleeps on stale parameters (the model's
+         * BUG_EMBED_NESTED_NO_PASS_ON). */
+        aio__embed_stale(ctx);
     }
-
-    /* Accept. An exchange, not a store: reading the notifier's 'true'
-     * synchronizes with its release, so the work it published before
-     * notifying is visible to the dispatch below. A notification that comes
-     * after the exchange leaves notified set for the next blocking poll. */
-    atomic_exchange(&ctx->notified, false);
 
     if (drop_right) {
         dispatch_acquire(ctx, self, true);
@@ -325,7 +351,7 @@ static void home_leave_blocking(AioContext *ctx)
     aio__mutex_unlock(&ctx->home_lock);
 }
 
-int aio_poll(AioContext *ctx, bool blocking)
+static int poll_common(AioContext *ctx, bool blocking, bool now)
 {
     if (!ctx) {
         return -EINVAL;
@@ -359,7 +385,8 @@ int aio_poll(AioContext *ctx, bool blocking)
     bool progress = false;
     int ret = aio__sources_begin_walk(ctx, set);
     if (ret == 0) {
-        ret = blocking ? poll_blocking(ctx, self, set, &progress) : poll_nonblocking(ctx, set);
+        ret = blocking ? poll_blocking(ctx, self, set, now, &progress)
+                       : poll_nonblocking(ctx, set);
         progress |= dispatch_round(ctx, ret == 0 ? set : NULL);
         aio__sources_end_walk(ctx);
     } else {
@@ -379,4 +406,60 @@ int aio_poll(AioContext *ctx, bool blocking)
         aio__context_destroy(ctx);
     }
     return ret < 0 ? ret : progress;
+}
+
+int aio_poll(AioContext *ctx, bool blocking)
+{
+    return poll_common(ctx, blocking, false);
+}
+
+/* ---- For src/embed.c: the same machinery, in the host loop's order ------ */
+
+int aio__poll_now(AioContext *ctx)
+{
+    return poll_common(ctx, true, true);
+}
+
+void aio__announce(AioContext *ctx)
+{
+    /* N1, as in poll_blocking: seq_cst, so the caller's sleep_timeout()
+     * loads cannot be performed before aio_notify() can see it. */
+    atomic_fetch_add(&ctx->notify_me, 1);
+}
+
+bool aio__lower_and_accept(AioContext *ctx, bool kicked)
+{
+    return lower_and_accept(ctx, kicked);
+}
+
+void aio__lower(AioContext *ctx)
+{
+    /* N4 without N5/N6, as a blocking poll that saw no kick: the object
+     * stays signalled if it was, and notified for whoever accepts next. */
+    atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
+}
+
+int64_t aio__sleep_timeout(AioContext *ctx)
+{
+    return sleep_timeout(ctx);
+}
+
+int aio__backend_wait(AioContext *ctx, AioPollSet *set, bool with_kick, bool *kicked)
+{
+    return backend_wait(ctx, set, 0, with_kick, kicked);
+}
+
+bool aio__dispatch_round(AioContext *ctx, AioPollSet *set)
+{
+    return dispatch_round(ctx, set);
+}
+
+void aio__dispatch_acquire(AioContext *ctx)
+{
+    dispatch_acquire(ctx, aio__thread_id(), true);
+}
+
+bool aio__dispatch_release_outermost(AioContext *ctx)
+{
+    return dispatch_release_outermost(ctx);
 }

@@ -115,5 +115,15 @@ for bug in BUG_NONBLOCKING_ACCEPT BUG_NO_BARRIER BUG_CLEAR_AFTER_REARM BUG_TWO_B
     check "$bug-ltl"         bite   "-DLTL -D$bug"             "-DREVERSE" "-a -f"
 done
 
+# The home thread as a host loop driving an embedded context (src/embed.c):
+# prepare / host sleep / check / dispatch, nested blocking polls from host
+# callbacks, the foreign non-blocking poll.
+check embed-correct          verify "-DEMBED"                  "$SAFETY" ""
+check embed-correct-strict   verify "-DEMBED -DSTRICT"         "$SAFETY" ""
+for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_ANNOUNCE_FLAG BUG_EMBED_NESTED_NO_PASS_ON \
+           BUG_NONBLOCKING_ACCEPT; do
+    check "embed-$bug"       bite   "-DEMBED -D$bug"           "$BUGORDER" ""
+done
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

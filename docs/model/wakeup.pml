@@ -21,6 +21,20 @@
  *   BUG_TAKE_NOT_ATOMIC     the BH stack is taken with a load and a store
  *                           instead of an exchange (shows property (b) bites)
  *
+ * -DEMBED: the home thread is a host loop driving an embedded context
+ * (src/embed.c): prepare (N1 once, N2), the host's own sleep on the
+ * aggregate object, check (wait with timeout 0, N4..N6), dispatch, and up to
+ * NESTED nested blocking polls from host callbacks (before the host's sleep
+ * or between check and dispatch).  Bug variants with -DEMBED:
+ *   BUG_EMBED_NO_ANNOUNCE        prepare does not raise notify_me
+ *   BUG_EMBED_ANNOUNCE_FLAG      notify_me is a flag, not a count: a nested
+ *                                poll's N4 lowers the host's announcement
+ *   BUG_EMBED_NESTED_NO_PASS_ON  a nested poll inside an announced host sleep
+ *                                accepts without passing the news on: the host
+ *                                sleeps on a timeout/descriptor set from
+ *                                before it
+ *   BUG_NONBLOCKING_ACCEPT       as above, against the host's sleep
+ *
  * Properties:
  *   (a) no lost wake-up.  Safety form: no thread has an end label; the home
  *       thread may only leave its sleep without the kick (and terminate) when
@@ -197,19 +211,12 @@ proctype Producer(byte p)
     finished++
 }
 
-/* ---- aio_poll(ctx, true): the home thread (and, in BUG_TWO_BLOCKERS, an
- *      intruder running the same code) -------------------------------------- */
-proctype Blocking(bool home)
+/* ---- one aio_poll(ctx, true) on the home thread (and, in BUG_TWO_BLOCKERS,
+ *      an intruder running the same code): N0..N7.  Expanded once in
+ *      Blocking and once in Host (a nested blocking poll from a host-loop
+ *      callback), which declare its locals. ---------------------------------- */
+inline blocking_poll(home, pass_on)
 {
-    bool sleepy, kicked, dropped, n1done;
-    byte mine;
-    byte rounds = 0;
-
-poll:
-    if
-    :: !home && rounds == B_ROUNDS -> goto out
-    :: else
-    fi;
     atomic { !dispatch_lock -> dispatch_lock = true };   /* dispatch_acquire(wait) */
     if
     :: home -> hc_pending = false                    /* sources_begin_walk: new snapshot */
@@ -229,7 +236,9 @@ N0: /* first sleep_timeout(): decides drop_right */
     :: else
     fi;
 N1:
-#ifdef BUG_NO_BARRIER_POLL
+#if defined(BUG_EMBED_ANNOUNCE_FLAG)
+    notify_me = 1;                                   /* a flag, not a count */
+#elif defined(BUG_NO_BARRIER_POLL)
     /* The raise may stay in the store buffer past the loads of N2. */
     if
     :: notify_me++; n1done = true
@@ -293,7 +302,11 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
        :: kicked = kick                              /* wait(timeout 0) over the fds */
        fi
     fi;
+#ifdef BUG_EMBED_ANNOUNCE_FLAG
+N4: notify_me = 0;                                   /* takes the host's down too */
+#else
 N4: notify_me--;                                     /* release */
+#endif
 N5:
     if
     :: kicked ->
@@ -306,7 +319,23 @@ N5:
 #endif
     :: else
     fi;
-N6: notified = false;                                /* exchange: accept */
+N6: atomic { acc = notified; notified = false };     /* exchange: accept */
+#ifndef BUG_EMBED_NESTED_NO_PASS_ON
+    if
+    :: pass_on && acc ->                             /* a host sleep is announced on
+                                                      * parameters from before this
+                                                      * poll: pass the news on, a
+                                                      * kick without notified */
+       atomic { old = kick_pending; kick_pending = true };
+       if
+       :: !old -> kick = true
+       :: else
+       fi;
+       old = false
+    :: else
+    fi;
+#endif
+    acc = false;
     if
     :: dropped -> atomic { !dispatch_lock -> dispatch_lock = true }
     :: else
@@ -314,6 +343,20 @@ N6: notified = false;                                /* exchange: accept */
 N7: dispatch();
     dispatch_lock = false;                           /* dispatch_release */
     sleepy = false; kicked = false; dropped = false;
+}
+
+proctype Blocking(bool home)
+{
+    bool sleepy, kicked, dropped, n1done, acc, old;
+    byte mine, seen;
+    byte rounds = 0;
+
+poll:
+    if
+    :: !home && rounds == B_ROUNDS -> goto out
+    :: else
+    fi;
+    blocking_poll(home, false);
     if
     :: !home -> rounds++
     :: else
@@ -325,6 +368,94 @@ idle:   /* terminate: a valid end state.  The model has no end labels: a
 out:
     skip
 }
+
+#ifdef EMBED
+/* ---- -DEMBED: the home thread is a host loop driving the context
+ *      (src/embed.c, docs/wakeup-protocol.md "Embedded contexts") --------- */
+#ifndef NESTED
+#define NESTED 1         /* nested blocking polls from host-loop callbacks */
+#endif
+
+proctype Host()
+{
+    bool sleepy, kicked, dropped, n1done, acc, old;   /* the nested poll's */
+    bool announced, hsleepy;
+    byte mine, seen;
+    byte nested = NESTED;
+
+prepare:  /* aio_embed_prepare(): N1 once per announcement, then N2 */
+#ifndef BUG_EMBED_NO_ANNOUNCE
+    if
+    :: !announced ->
+#ifdef BUG_EMBED_ANNOUNCE_FLAG
+       notify_me = 1;
+#else
+       notify_me++;                                  /* aio__announce: seq_cst RMW */
+#endif
+       announced = true
+    :: else
+    fi;
+#endif
+    atomic {
+        owed = false;                                /* from here on, a notify must wake the host */
+        hsleepy = !notified
+    };
+    if
+    :: hsleepy && stack != 0 -> hsleepy = false      /* sleep_timeout(): BHs */
+    :: else
+    fi;
+    hc_pending = false;                              /* query: the set the host waits on */
+cb1:  /* host callbacks before the host sleeps: AIO_WAIT_WHILE from main-loop code */
+    if
+    :: nested > 0 -> nested--; blocking_poll(true, announced)
+    :: true
+    fi;
+host_sleep:  /* the host's own wait on the aggregate object (or the set) */
+    if
+    :: hsleepy ->
+hsleep:
+       if
+       :: kick -> skip                               /* the aggregate is readable */
+       :: atomic { fd_wakes > 0 -> fd_wakes-- }      /* another source or a descriptor */
+       :: finished == NFIN && !outstanding && OWED_OK && !kick && !dispatch_lock ->
+          assert(ran == pushed && in_cb == 0);
+          goto idle
+       fi
+    :: else
+    fi;
+check:  /* aio_embed_check(): wait(timeout 0, with_kick), then N4, N5, N6 */
+    kicked = kick;
+    if
+    :: announced ->
+#ifdef BUG_EMBED_ANNOUNCE_FLAG
+       notify_me = 0;
+#else
+       notify_me--;                                  /* release */
+#endif
+       announced = false
+    :: else
+    fi;
+    if
+    :: kicked -> kick = false; kick_pending = false  /* clear, then re-arm */
+    :: else
+    fi;
+    notified = false;                                /* accept */
+    kicked = false;
+    hc_pending = false;                              /* check's snapshot */
+cb2:  /* a host callback between check and dispatch */
+    if
+    :: nested > 0 -> nested--; blocking_poll(true, announced)
+    :: true
+    fi;
+dispatch_:  /* aio_embed_dispatch(): under the dispatch right */
+    atomic { !dispatch_lock -> dispatch_lock = true };
+    dispatch();
+    dispatch_lock = false;
+    goto prepare;
+idle:
+    skip
+}
+#endif
 
 /* ---- aio_poll(ctx, false) on another thread ------------------------------- */
 proctype NonBlocking()
@@ -374,7 +505,11 @@ init
 {
     byte p = 0;
     atomic {
+#ifdef EMBED
+        run Host();                                  /* the home thread drives a host loop */
+#else
         run Blocking(true);                          /* the home thread */
+#endif
 #ifdef BUG_TWO_BLOCKERS
         run Blocking(false);                         /* a second blocking poller */
 #endif

@@ -652,6 +652,116 @@ AIOPOLL_API int aio_context_get_stats(const AioContext *ctx, AioContextStats *ou
  * @return 0 or -EINVAL. */
 AIOPOLL_API int aio_context_set_stats_timing(AioContext *ctx, bool enable);
 
+/* ---- Embedding in another event loop ------------------------------------ */
+/*
+ * A host loop (GLib, libevent, libuv, a Win32 message pump, your own) can
+ * drive a context instead of aio_poll(ctx, true). docs/embedding.md is the
+ * adapter writer's guide; <aiopoll/glib.h>, <aiopoll/libevent.h> and
+ * <aiopoll/libuv.h> are ready-made adapters. One iteration of the host loop,
+ * on the context's home thread:
+ *
+ *     int64_t ns;
+ *     aio_embed_prepare(ctx, &ns);          // announce the sleep; 0: work now
+ *     n = aio_embed_query(ctx, fds, cap);   // what to wait on (usually 1)
+ *     host_wait(fds, n, ns rounded *up*);   // the host's own sleep
+ *     if (aio_embed_check(ctx) > 0)         // end of the sleep; accept
+ *         aio_embed_dispatch(ctx);          // run BHs, handlers, timers
+ *
+ * While a context is attached, the host's sleep *is* its blocking poll and
+ * the wake-up rules are unchanged: aio_notify() from any thread makes the
+ * descriptor returned by query readable (so it wakes the host), only the
+ * home thread's check accepts, a non-blocking aio_poll() from another thread
+ * never steals the host's wake-up, and a nested aio_poll(ctx, true) from a
+ * host callback on the home thread (between any two of these calls or inside
+ * dispatch) works and leaves the host with a correct answer at its next
+ * prepare. Adaptive polling is not done in embedded mode (the host decides
+ * how to wait); io_poll handlers still run in nested blocking polls.
+ *
+ * Aggregation: on epoll (and eventfd+ppoll, which attach moves to epoll) the
+ * host waits on one descriptor, readable when anything is ready; on Windows
+ * on one HANDLE (MsgWaitForMultipleObjectsEx). pipe+poll has no aggregate:
+ * query returns the wake-up descriptor plus one per watched registration.
+ *
+ * A prepare without a check (a host that skipped this source) is harmless:
+ * the next prepare keeps the announcement; a check or dispatch without a
+ * prepare works as a non-sleeping blocking poll. The calls may recurse (a
+ * host iteration run from inside a callback of dispatch).
+ */
+
+/* What a host loop waits on. events: AIO_EMBED_READ and/or AIO_EMBED_WRITE. */
+enum { AIO_EMBED_READ = 1, AIO_EMBED_WRITE = 2 };
+typedef struct AioEmbedFd {
+    aio_handle_t handle; /* a descriptor on POSIX, a waitable HANDLE on Windows */
+    unsigned events;
+} AioEmbedFd;
+
+/* Marks ctx as driven by a host loop. host is the adapter's, returned by
+ * aio_embed_host(). Home thread. Takes a reference on ctx, released by
+ * aio_embed_detach(): an unref of an attached context leaves it alive (and
+ * attached) until the detach. While attached, aio_context_set_home_thread()
+ * is -EBUSY. Returns 0, -EINVAL (NULL ctx), -EPERM (not the home thread),
+ * -EBUSY (already attached, to this or another loop), -ENOTSUP (a backend
+ * that cannot be embedded), -ECHILD (inherited through fork()), -ENOMEM.
+ * Nothing changes on failure. */
+AIOPOLL_API int aio_embed_attach(AioContext *ctx, void *host);
+
+/* Ends the embedding: lowers a pending announcement, closes what query
+ * handed out, drops the attach's reference (which may free ctx). The adapter
+ * must have removed query's descriptors from its host loop first. On the home
+ * thread, also from inside a callback of dispatch; or on any thread once the
+ * host loop can no longer call into ctx (a GSource's finalize). Returns 0,
+ * -EINVAL (NULL ctx or not attached). */
+AIOPOLL_API int aio_embed_detach(AioContext *ctx);
+
+/* The host pointer given to aio_embed_attach(), or NULL when not attached. */
+AIOPOLL_API void *aio_embed_host(const AioContext *ctx);
+
+/* Before the host sleeps: announces the sleep (so that aio_notify() from now
+ * on wakes it) and then looks for work, in that order. *timeout_ns gets how
+ * long the host may sleep: 0 when work is pending, -1 for no limit, else the
+ * nanoseconds to the earliest timer (round *up* to your host's resolution, or
+ * the timer is seen early and the host sleeps again). Returns 1 when work is
+ * pending (*timeout_ns == 0), 0 when the host may sleep, -EINVAL (NULL or not
+ * attached), -EPERM (not the home thread), -ECHILD. */
+AIOPOLL_API int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns);
+
+/* Optional: cb(host) is called on the home thread when a nested blocking
+ * poll, run by a host callback between prepare and the host's sleep, accepted
+ * a notification: the timeout and descriptors the host is about to sleep on
+ * may be stale (a timer armed there, a registration). cb must make the host
+ * go round to prepare before it sleeps, with a signal of the host's own
+ * (GLib: g_main_context_wakeup; libevent: event_active; libuv: a zero timer),
+ * not by calling into ctx. Without one the context kicks the host's
+ * descriptor once per announcement, which a further nested poll of a wait
+ * loop may consume again: set one if your host runs callbacks between
+ * prepare and its sleep. NULL removes it; detach forgets it. Returns 0,
+ * -EINVAL, -EPERM. */
+AIOPOLL_API int aio_embed_set_stale_handler(AioContext *ctx, AioHandler *cb);
+
+/* What to wait on: fills up to n entries of fds and returns how many there
+ * are (call again with room for that many if it is more than n; a call that
+ * did not fit changes nothing). Home thread. In aggregated mode always 1 and
+ * the same handle while attached. In descriptor-set mode the set follows the
+ * registrations; call it after every prepare and update the host to exactly
+ * the returned set; a descriptor that drops out stays open until the next
+ * query, so remove it before the host waits again. The context owns the
+ * descriptors: never read, write or close them. Returns the count or -EINVAL,
+ * -EPERM, -ECHILD, -ENOMEM. */
+AIOPOLL_API int aio_embed_query(AioContext *ctx, AioEmbedFd *fds, size_t n);
+
+/* After the host's sleep (also when the host woke for something else):
+ * lowers the announcement, consumes the wake-up, and says whether there is
+ * anything to dispatch: 1 yes, 0 no (the host may go round to prepare), or
+ * -EINVAL, -EPERM, -ECHILD. A negative backend error is returned by
+ * dispatch, which then still runs bottom halves and timers. */
+AIOPOLL_API int aio_embed_check(AioContext *ctx);
+
+/* Runs what is ready (bottom halves, handlers, expired timers), with the
+ * dispatch right, like the second half of a blocking aio_poll(). Calls check
+ * first if the host did not. Home thread. Returns 1 if a callback ran, 0 if
+ * none, or a negative error as aio_poll() does. */
+AIOPOLL_API int aio_embed_dispatch(AioContext *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -327,6 +327,19 @@ static void epoll_waitset_fini(AioBackend *be, AioWaitSet *set)
     }
 }
 
+/* Embedding: the epoll set holds every watch and the wake-up eventfd, so it
+ * is readable exactly when a wait would return something. */
+static int epoll_embed_aggregate(AioBackend *be, aio_handle_t *out)
+{
+    *out = be->ep.epfd;
+    return 0;
+}
+
+static bool epoll_embed_busy(AioBackend *be)
+{
+    return atomic_load_explicit(&be->ep.nalways, memory_order_relaxed) > 0;
+}
+
 const AioBackendOps aio__backend_epoll = {
     .name = "epoll",
     .create = epoll_create_be,
@@ -338,4 +351,6 @@ const AioBackendOps aio__backend_epoll = {
     .wait = epoll_be_wait,
     .waitset_fini = epoll_waitset_fini,
     .forked = epoll_forked,
+    .embed_aggregate = epoll_embed_aggregate,
+    .embed_busy = epoll_embed_busy,
 };

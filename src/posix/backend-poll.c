@@ -128,6 +128,11 @@ static void poll_clear_kick(AioBackend *be)
     aio__notifier_test_and_clear(&be->wake);
 }
 
+static aio_handle_t poll_embed_kick_handle(AioBackend *be)
+{
+    return be->wake.rfd;
+}
+
 static short interest(const AioWatch *w)
 {
     return (short)((w->interest & AIO_EV_READ ? POLLIN : 0) |
@@ -330,6 +335,29 @@ static void hybrid_forked(AioBackend *be)
     be->ep.forked = true;
 }
 
+/* Embedding: a host loop can wait on one descriptor only once we are on
+ * epoll, so attaching forces the switch whatever the threshold (measured in
+ * docs/embedding.md: the host's own wait replaces ppoll's per-descriptor
+ * cost, and registrations pay epoll_ctl as they would past the threshold).
+ * List lock held, as in watch(). */
+static int hybrid_embed_aggregate(AioBackend *be, aio_handle_t *out)
+{
+    if (!atomic_load_explicit(&be->epoll_mode, memory_order_relaxed) && !be->epoll_failed) {
+        switch_to_epoll(be);
+    }
+    if (!atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
+        return -ENOTSUP; /* the core falls back to the descriptor set */
+    }
+    *out = be->ep.epfd;
+    return 0;
+}
+
+static bool hybrid_embed_busy(AioBackend *be)
+{
+    return atomic_load_explicit(&be->epoll_mode, memory_order_acquire) &&
+           atomic_load_explicit(&be->ep.nalways, memory_order_relaxed) > 0;
+}
+
 static const char *hybrid_current_name(AioBackend *be)
 {
     return atomic_load_explicit(&be->epoll_mode, memory_order_relaxed) ? "epoll"
@@ -361,7 +389,10 @@ const AioBackendOps aio__backend_ppoll = {
     .unwatch = hybrid_unwatch,
     .current_name = hybrid_current_name,
     .forked = hybrid_forked,
+    .embed_aggregate = hybrid_embed_aggregate,
+    .embed_busy = hybrid_embed_busy,
 #endif
+    .embed_kick_handle = poll_embed_kick_handle,
     .wait = poll_wait,
     .waitset_fini = poll_waitset_fini,
 };
@@ -380,4 +411,5 @@ const AioBackendOps aio__backend_pipe_poll = {
     .clear_kick = poll_clear_kick,
     .wait = poll_wait,
     .waitset_fini = poll_waitset_fini,
+    .embed_kick_handle = poll_embed_kick_handle,
 };

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The generic embedding API (aio_embed_*), driven by a host loop written
+ * here on poll(): exactly what an adapter writer does from docs/embedding.md.
+ * Runs on every POSIX backend (aggregated on epoll and eventfd+ppoll,
+ * descriptor set on pipe+poll).
+ *
+ * The host's sleep is bounded (HOST_BOUND_MS) even when the context asked
+ * for an infinite one: a sleep that runs into the bound although work was
+ * handed over is reported as a lost wake-up instead of hanging.
+ */
+#include "test_embed_host.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- Errors ------------------------------------------------------------- */
+
+typedef struct foreign_calls {
+    AioContext *ctx;
+    int attach, prepare, query, check, dispatch, set_home;
+} foreign_calls;
+
+static void call_from_other_thread(void *p)
+{
+    foreign_calls *f = p;
+    int64_t ns;
+    AioEmbedFd fd;
+    f->attach = aio_embed_attach(f->ctx, NULL);
+    f->prepare = aio_embed_prepare(f->ctx, &ns);
+    f->query = aio_embed_query(f->ctx, &fd, 1);
+    f->check = aio_embed_check(f->ctx);
+    f->dispatch = aio_embed_dispatch(f->ctx);
+    f->set_home = aio_context_set_home_thread(f->ctx);
+}
+
+Test(embed, errors_and_reattach, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    int64_t ns;
+    cr_assert_eq(aio_embed_attach(NULL, NULL), -EINVAL);
+    cr_assert_eq(aio_embed_detach(NULL), -EINVAL);
+    cr_assert_eq(aio_embed_prepare(NULL, &ns), -EINVAL);
+    cr_assert_eq(aio_embed_check(NULL), -EINVAL);
+    cr_assert_eq(aio_embed_dispatch(NULL), -EINVAL);
+    cr_assert_null(aio_embed_host(NULL));
+    /* Not attached. */
+    cr_assert_eq(aio_embed_detach(ctx), -EINVAL);
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), -EINVAL);
+    cr_assert_eq(aio_embed_query(ctx, NULL, 0), -EINVAL);
+
+    int tag;
+    cr_assert_eq(aio_embed_attach(ctx, &tag), 0);
+    cr_assert_eq(aio_embed_host(ctx), &tag);
+    cr_assert_eq(aio_embed_attach(ctx, NULL), -EBUSY, "attached twice");
+    cr_assert_eq(aio_embed_host(ctx), &tag, "a refused attach changed the host");
+
+    foreign_calls f = {.ctx = ctx};
+    cr_assert(tc_thread_join(tc_thread_start(call_from_other_thread, &f), TC_BOUND_MS));
+    cr_assert_eq(f.attach, -EPERM);
+    cr_assert_eq(f.prepare, -EPERM);
+    cr_assert_eq(f.query, -EPERM);
+    cr_assert_eq(f.check, -EPERM);
+    cr_assert_eq(f.dispatch, -EPERM);
+    cr_assert_eq(f.set_home, -EBUSY, "the home thread moved under an attached host");
+
+    /* Still usable after all that. */
+    atomic_int ran = 0;
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert(host_run_until(ctx, &ran, 1));
+
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    cr_assert_null(aio_embed_host(ctx));
+    cr_assert_eq(aio_embed_detach(ctx), -EINVAL);
+    /* A detached context is aio_poll's again, and may be attached again. */
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert(tc_poll_until(ctx, &ran, 2, TC_BOUND_MS));
+    cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert(host_run_until(ctx, &ran, 3));
+    embedded_free(ctx);
+}
+
+/* unref while attached: the attach's reference keeps the context alive and
+ * attached until the detach, which frees it (ASan/LSan check the rest). */
+Test(embed, unref_while_attached, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    aio_context_unref(ctx);
+    atomic_int ran = 0;
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert(host_run_until(ctx, &ran, 1));
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+}
+
+static void detach_and_unref_cb(void *p)
+{
+    AioContext *ctx = p;
+    embedded_free(ctx);
+}
+
+/* The last reference goes from inside dispatch: the dispatch finishes on a
+ * live context and frees it on its way out. */
+Test(embed, detach_and_last_unref_from_a_callback, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, detach_and_unref_cb, ctx), 0);
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 1);
+    cr_assert_eq(ns, 0);
+    cr_assert_eq(aio_embed_check(ctx), 1);
+    cr_assert_eq(aio_embed_dispatch(ctx), 1);
+}
+
+/* ---- Work dispatched by the host ---------------------------------------- */
+
+Test(embed, bh_from_another_thread_wakes_the_host, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    atomic_int ran = 0;
+    cr_assert(later_bh_runs(ctx, &ran, 1, host_runner, ctx));
+    embedded_free(ctx);
+}
+
+Test(embed, fd_and_notifier_handlers_run_from_the_host, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    fd_reader rd;
+    reader_open(ctx, &rd);
+    AioEventNotifier *n = aio_event_notifier_new(false);
+    notifier_reader nr = {.n = n};
+    cr_assert_eq(aio_set_event_notifier(ctx, n, false, notifier_cb, NULL, &nr), 0);
+
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    cr_assert(host_run_until(ctx, &rd.reads, 1));
+    tc_thread *t = tc_thread_start(set_notifier_later, n);
+    cr_assert(host_run_until(ctx, &nr.count, 1));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&rd.empty), 0, "a read handler ran with nothing to read");
+
+    reader_close(ctx, &rd);
+    cr_assert_eq(aio_set_event_notifier(ctx, n, false, NULL, NULL, NULL), 0);
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    aio_event_notifier_free(n);
+    aio_context_unref(ctx);
+}
+
+/* The host sleeps for the timeout prepare gave it (rounded up to ms by the
+ * host): the timer fires through it, never before its deadline. */
+Test(embed, timer_through_the_host_timeout_never_early, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    for (int i = 0; i < 5; i++) {
+        timer_probe tp = {0};
+        AioTimer *t = aio_timer_new(ctx, timer_cb, &tp);
+        tp.deadline = aio_clock_ns() + 20000000 + i * 1300000;
+        aio_timer_mod(t, tp.deadline);
+        /* Arming notified (a new earliest deadline): accept that first. */
+        cr_assert(host_run_idle(ctx));
+        int64_t ns;
+        cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+        cr_assert(ns > 0 && ns <= 20000000 + i * 1300000, "timeout %lld", (long long)ns);
+        cr_assert_eq(aio_embed_check(ctx), 0);
+        cr_assert(host_run_until(ctx, &tp.fired, 1));
+        cr_assert_geq(tp.fired_at, tp.deadline, "timer %d fired %lld ns early", i,
+                      (long long)(tp.deadline - tp.fired_at));
+        aio_timer_free(t);
+    }
+    embedded_free(ctx);
+}
+
+/* ---- The wake-up rules in embedded mode ---------------------------------- */
+
+/* The 2018 interleaving with the host's sleep as the blocking poll: the host
+ * has prepared (announced, found nothing, computed an infinite timeout) and
+ * is held right before its sleep, or is asleep, while another thread
+ * notifies and polls without blocking. The host's sleep must end. */
+static void seed_case(int asleep_ms)
+{
+    AioContext *ctx = embedded_new();
+    tc_gate g;
+    tc_gate_install(ctx, &g, AIO_HOOK_BEFORE_SLEEP, true);
+    atomic_int missed = 0;
+    tc_thread *t = tc_remote_when_sleeping(&g, asleep_ms, notify_and_foreign_poll, ctx, &missed);
+    host_iter it = host_iterate(ctx, HOST_BOUND_MS);
+    cr_assert_eq(it.timeout_ns, -1, "nothing was pending when the host prepared");
+    cr_assert(!(it.lost), "host still asleep after %d ms: lost wake-up", HOST_BOUND_MS);
+    cr_assert_eq(it.check, 1, "check did not see the notification");
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&missed), 0, "the host never reached its sleep");
+    tc_gate_remove(ctx, &g);
+    embedded_free(ctx);
+}
+
+Test(embed, b37548fcd1_notify_and_foreign_poll_before_host_sleep, .timeout = 30)
+{
+    seed_case(0);
+}
+
+Test(embed, notify_and_foreign_poll_while_host_asleep, .timeout = 30)
+{
+    seed_case(50);
+}
+
+/* A host callback between prepare and the host's sleep runs a nested
+ * blocking poll, which accepts and dispatches. The host then sleeps with the
+ * infinite timeout prepare computed: work handed over afterwards must still
+ * wake it (the prepare's announcement is still up). */
+Test(embed, nested_blocking_poll_after_prepare_leaves_host_wakeable, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(ns, -1);
+    /* The host callback. */
+    atomic_int x = 0, y = 0;
+    aio_bh_schedule_oneshot(ctx, tc_count_cb, &x);
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    cr_assert_eq(atomic_load(&x), 1);
+    /* Then the host sleeps; another thread hands over work. */
+    remote_bh r = {ctx, &y};
+    tc_thread *t = tc_thread_start(schedule_later, &r);
+    host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
+    cr_assert(!(it.lost), "host still asleep after %d ms: lost wake-up", HOST_BOUND_MS);
+    cr_assert(host_run_until(ctx, &y, 1));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    embedded_free(ctx);
+}
+
+/* The same, but the host callback arms a timer before its nested poll: the
+ * nested poll accepts the timer's notification (the deadline is not due yet)
+ * and the host then sleeps with the timeout prepare computed before the
+ * timer existed (none). The nested poll must pass the news on, or the timer
+ * never fires. Likewise a registration made there, which the host in
+ * descriptor-set mode does not watch yet. */
+Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    /* An idle descriptor, so that the nested poll really waits (timeout 0)
+     * and so sees and consumes the kick. */
+    fd_reader rd;
+    reader_open(ctx, &rd);
+    cr_assert(host_run_idle(ctx));
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(ns, -1);
+    /* The host callback. */
+    timer_probe tp = {0};
+    AioTimer *t = aio_timer_new(ctx, timer_cb, &tp);
+    tp.deadline = aio_clock_ns() + 20000000;
+    aio_timer_mod(t, tp.deadline);
+    atomic_int x = 0;
+    aio_bh_schedule_oneshot(ctx, tc_count_cb, &x);
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    /* The host sleeps with what prepare said. */
+    host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
+    cr_assert(!(it.lost), "host slept past a timer armed under a nested poll: lost wake-up");
+    cr_assert(host_run_until(ctx, &tp.fired, 1));
+    cr_assert_geq(tp.fired_at, tp.deadline);
+    aio_timer_free(t);
+    reader_close(ctx, &rd);
+    embedded_free(ctx);
+}
+
+/* Between check and dispatch a host callback runs a nested blocking poll,
+ * which runs the read handler check saw ready and drains the pipe. dispatch
+ * must not call it again for readiness that is gone. */
+Test(embed, nested_blocking_poll_between_check_and_dispatch, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    fd_reader rd;
+    reader_open(ctx, &rd);
+    cr_assert(host_run_idle(ctx));
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    int64_t ns;
+    aio_embed_prepare(ctx, &ns);
+    cr_assert_eq(aio_embed_check(ctx), 1);
+    /* The host callback. */
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    cr_assert_eq(atomic_load(&rd.reads), 1);
+    cr_assert_eq(aio_embed_dispatch(ctx), 0);
+    cr_assert_eq(atomic_load(&rd.empty), 0, "dispatch ran a handler for readiness a nested poll consumed");
+    reader_close(ctx, &rd);
+    embedded_free(ctx);
+}
+
+typedef struct recursion {
+    AioContext *ctx;
+    atomic_int inner;
+    atomic_int outer_done;
+    bool ok;
+} recursion;
+
+static void recursing_bh(void *p)
+{
+    recursion *r = p;
+    /* A host iteration from inside dispatch (GLib with can_recurse, a nested
+     * g_main_loop_run): it must wait for, and run, work from elsewhere. */
+    r->ok = later_bh_runs(r->ctx, &r->inner, 1, host_runner, r->ctx);
+    atomic_store(&r->outer_done, 1);
+}
+
+Test(embed, host_iteration_recursing_from_dispatch, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    recursion r = {.ctx = ctx};
+    aio_bh_schedule_oneshot(ctx, recursing_bh, &r);
+    cr_assert(host_run_until(ctx, &r.outer_done, 1));
+    cr_assert(r.ok, "the nested host iteration lost its wake-up");
+    /* And the outer level still works. */
+    atomic_int more = 0;
+    cr_assert(later_bh_runs(ctx, &more, 1, host_runner, ctx));
+    embedded_free(ctx);
+}
+
+/* A prepare the host never followed with a check (GLib skips lower-priority
+ * sources once a higher one is ready), twice: still one announcement, and the
+ * next full iteration works. */
+Test(embed, prepare_without_check, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    atomic_int ran = 0;
+    cr_assert(later_bh_runs(ctx, &ran, 1, host_runner, ctx));
+    embedded_free(ctx);
+}
+
+/* ---- What the host waits on ----------------------------------------------- */
+
+static bool fd_open(aio_handle_t h)
+{
+    return fcntl(h, F_GETFD) >= 0;
+}
+
+Test(embed, query_aggregate_or_descriptor_set, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    AioEmbedFd f[8];
+    int64_t ns;
+    aio_embed_prepare(ctx, &ns);
+    int n0 = aio_embed_query(ctx, f, 8);
+    cr_assert_eq(n0, 1);
+    aio_handle_t first = f[0].handle;
+    fd_reader rd;
+    reader_open(ctx, &rd);
+    aio_embed_check(ctx);
+    aio_embed_dispatch(ctx);
+    aio_embed_prepare(ctx, &ns);
+    bool aggregated = strcmp(aio_context_backend(ctx), "pipe+poll") != 0;
+    if (aggregated) {
+        /* One descriptor, the same for the whole attachment. */
+        cr_assert_eq(aio_embed_query(ctx, f, 8), 1);
+        cr_assert_eq(f[0].handle, first);
+        cr_assert_str_eq(aio_context_backend(ctx), "epoll", "attach moves eventfd+ppoll to epoll");
+    } else {
+        cr_assert_eq(aio_embed_query(ctx, f, 0), 2, "a query that does not fit gives the count");
+        cr_assert_eq(aio_embed_query(ctx, f, 8), 2);
+        cr_assert_eq(f[0].handle, first, "the wake-up descriptor comes first");
+        cr_assert_eq(f[1].events, (unsigned)AIO_EMBED_READ);
+        aio_handle_t dup = f[1].handle;
+        cr_assert_neq(dup, rd.p[0], "the host gets the context's descriptor, not the user's");
+        /* Removed: the host may still be watching it until it has seen the
+         * next answer, so it stays open one query longer. */
+        cr_assert_eq(aio_set_fd_handler(ctx, rd.p[0], false, NULL, NULL, NULL, NULL), 0);
+        aio_embed_check(ctx);
+        aio_embed_dispatch(ctx);
+        aio_embed_prepare(ctx, &ns);
+        cr_assert_eq(aio_embed_query(ctx, f, 8), 1);
+        cr_assert(fd_open(dup), "closed while the host may still watch it");
+        aio_embed_check(ctx);
+        aio_embed_prepare(ctx, &ns);
+        cr_assert_eq(aio_embed_query(ctx, f, 8), 1);
+        cr_assert(!(fd_open(dup)), "a descriptor the host no longer watches leaked");
+    }
+    aio_embed_check(ctx);
+    /* Removing again is idempotent (the descriptor-set branch did already). */
+    reader_close(ctx, &rd);
+    embedded_free(ctx);
+}
+
+/* ---- Stress --------------------------------------------------------------- */
+
+/* Cross-thread BH round trips through the host's sleep: every one must wake
+ * it (a lost one shows as a host sleep that ran into its bound). */
+Test(embed, cross_thread_round_trips, .timeout = 300)
+{
+    AioContext *ctx = embedded_new();
+    pingpong pp = {.ctx = ctx, .rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000)};
+    tc_thread *t = tc_thread_start(producer, &pp);
+    cr_assert(host_run_until(ctx, &pp.done, (int)pp.rounds));
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&pp.stuck), 0);
+    embedded_free(ctx);
+}

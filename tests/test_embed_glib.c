@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/* aiopoll::glib on a real GMainContext: the shared host-loop tests. */
+#include <aiopoll/glib.h>
+
+#include "test-common.h"
+
+#define HOST_SUITE embed_glib
+#define DRV_MAX 4
+
+typedef struct drv {
+    GMainContext *mc;
+    AioContext *ctx[DRV_MAX];
+    GSource *src[DRV_MAX];
+    GSource *watchdog;
+} drv;
+
+static drv *drv_new(void)
+{
+    drv *d = calloc(1, sizeof(*d));
+    d->mc = g_main_context_new();
+    return d;
+}
+
+static void drv_free(drv *d)
+{
+    g_main_context_unref(d->mc);
+    free(d);
+}
+
+static int drv_attach(drv *d, AioContext *ctx)
+{
+    for (int i = 0; i < DRV_MAX; i++) {
+        if (!d->src[i]) {
+            d->src[i] = aio_context_gsource_new(ctx);
+            if (!d->src[i]) {
+                return -EBUSY; /* NULL is all GLib's constructor says */
+            }
+            d->ctx[i] = ctx;
+            g_source_attach(d->src[i], d->mc);
+            return 0;
+        }
+    }
+    return -ENOMEM;
+}
+
+static void drv_detach(drv *d, AioContext *ctx)
+{
+    for (int i = 0; i < DRV_MAX; i++) {
+        if (d->src[i] && d->ctx[i] == ctx) {
+            g_source_destroy(d->src[i]);
+            g_source_unref(d->src[i]);
+            d->src[i] = NULL;
+            return;
+        }
+    }
+}
+
+static void drv_iterate(drv *d)
+{
+    g_main_context_iteration(d->mc, TRUE);
+}
+
+static void drv_drain(drv *d)
+{
+    while (g_main_context_iteration(d->mc, FALSE)) {
+    }
+}
+
+static gboolean flag_cb(gpointer p)
+{
+    atomic_store((atomic_int *)p, 1);
+    return G_SOURCE_REMOVE;
+}
+
+static void drv_watchdog_cancel(drv *d)
+{
+    if (d->watchdog) {
+        g_source_destroy(d->watchdog);
+        g_source_unref(d->watchdog);
+        d->watchdog = NULL;
+    }
+}
+
+static void drv_watchdog(drv *d, int ms, atomic_int *flag)
+{
+    drv_watchdog_cancel(d);
+    d->watchdog = g_timeout_source_new((guint)ms);
+    g_source_set_callback(d->watchdog, flag_cb, flag, NULL);
+    g_source_attach(d->watchdog, d->mc);
+}
+
+typedef struct deferred {
+    void (*fn)(void *);
+    void *arg;
+} deferred;
+
+static gboolean deferred_cb(gpointer p)
+{
+    deferred *x = p;
+    x->fn(x->arg);
+    return G_SOURCE_REMOVE;
+}
+
+static void drv_defer(drv *d, void (*fn)(void *), void *arg)
+{
+    deferred *x = g_new(deferred, 1);
+    x->fn = fn;
+    x->arg = arg;
+    GSource *idle = g_idle_source_new();
+    g_source_set_callback(idle, deferred_cb, x, g_free);
+    g_source_attach(idle, d->mc);
+    g_source_unref(idle);
+}
+
+#include "test_embed_hosts.h"
+
+/* GLib's own contract: NULL for NULL, and for a second GSource. */
+Test(embed_glib, gsource_new_refusals, .timeout = 30)
+{
+    cr_assert_null(aio_context_gsource_new(NULL));
+    AioContext *ctx = tc_ctx_new();
+    GSource *s = aio_context_gsource_new(ctx);
+    cr_assert_not_null(s);
+    cr_assert_null(aio_context_gsource_new(ctx), "two GSources for one context");
+    cr_assert_eq(aio_embed_attach(ctx, NULL), -EBUSY);
+    g_source_unref(s); /* never attached: finalize detaches */
+    cr_assert_null(aio_embed_host(ctx));
+    aio_context_unref(ctx);
+}
