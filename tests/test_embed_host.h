@@ -201,6 +201,12 @@ static inline bool host_runner(void *ctx, atomic_int *v, int want)
     return host_run_until(ctx, v, want);
 }
 
+/* Blocking aio_poll()s of ctx (nested, from a host callback). */
+static inline bool poll_runner(void *ctx, atomic_int *v, int want)
+{
+    return tc_poll_until(ctx, v, want, TC_BOUND_MS);
+}
+
 /* Cross-thread round trips: a producer schedules a BH and waits until it
  * ran before the next; the host loop under test runs them. */
 typedef struct pingpong {

@@ -203,10 +203,7 @@ typedef struct nested {
 static void nested_poll_cb(void *p)
 {
     nested *n = p;
-    remote_bh r = {n->ctx, &n->inner};
-    tc_thread *t = tc_thread_start(schedule_later, &r);
-    n->ok = tc_poll_until(n->ctx, &n->inner, 1, TC_BOUND_MS);
-    tc_thread_join(t, TC_BOUND_MS);
+    n->ok = later_bh_runs(n->ctx, &n->inner, 1, poll_runner, n->ctx);
     atomic_store(&n->ran_nested, 1);
 }
 
@@ -243,10 +240,7 @@ static void wait_loop_cb(void *p)
     /* Due after the wait below (the BH comes at 50 ms): the host fires it. */
     w->tp.deadline = aio_clock_ns() + 150000000;
     aio_timer_mod(w->timer, w->tp.deadline);
-    remote_bh r = {w->ctx, &w->inner};
-    tc_thread *t = tc_thread_start(schedule_later, &r);
-    w->ok = tc_poll_until(w->ctx, &w->inner, 1, TC_BOUND_MS);
-    tc_thread_join(t, TC_BOUND_MS);
+    w->ok = later_bh_runs(w->ctx, &w->inner, 1, poll_runner, w->ctx);
     atomic_store(&w->done, 1);
 }
 
