@@ -62,3 +62,20 @@ Test(io_uring, refused_with_enosys_fails_by_name_only, .timeout = 10)
 {
     refused_case(ENOSYS);
 }
+
+/* Not embeddable (docs/embedding.md): attaching says so and changes
+ * nothing; the context works on. */
+Test(io_uring, embedding_is_refused_and_leaves_the_context_usable, .timeout = 10)
+{
+    setenv("AIOPOLL_BACKEND", "io_uring", 1);
+    AioContext *ctx = aio_context_new();
+    cr_assert_not_null(ctx, "io_uring: %s", strerror(errno));
+    int dummy = 0;
+    cr_assert_eq(aio_embed_attach(ctx, &dummy), -ENOTSUP);
+    cr_assert_null(aio_embed_host(ctx));
+    atomic_int ran = 0;
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    cr_assert_eq(atomic_load(&ran), 1);
+    aio_context_unref(ctx);
+}

@@ -46,7 +46,8 @@ check() {
     local name=$1 expect=$2 spin_defs=$3 cflags=$4 runopts=$5
     local dir="$WORK/$name" t0 t1 secs errors states reason
     mkdir -p "$dir"
-    cp "$MODEL" "$dir/wakeup.pml"
+    # PML=<name> checks docs/model/<name>.pml instead (same work-file name).
+    cp "$ROOT/docs/model/${PML:-wakeup}.pml" "$dir/wakeup.pml"
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086  # option lists are meant to split
     if ! (cd "$dir" && spin -a $spin_defs wakeup.pml >spin.log 2>&1 &&
@@ -123,6 +124,13 @@ check embed-correct-strict   verify "-DEMBED -DSTRICT"         "$SAFETY" ""
 for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_ANNOUNCE_FLAG BUG_EMBED_NESTED_NO_PASS_ON \
            BUG_NONBLOCKING_ACCEPT; do
     check "embed-$bug"       bite   "-DEMBED -D$bug"           "$BUGORDER" ""
+done
+
+# aio_wait_while / aio_wait_kick (src/wait.c) on top of the blocking poll:
+# docs/model/wait.pml.
+PML=wait check wait-correct  verify ""                         "$SAFETY" ""
+for bug in BUG_WAIT_NO_COUNT BUG_WAIT_LATE_COUNT BUG_WAIT_NO_FENCE; do
+    PML=wait check "wait-$bug" bite "-D$bug"                   "$BUGORDER" ""
 done
 
 echo "$passed passed, $failed failed"

@@ -688,44 +688,54 @@ AIOPOLL_API int aio_context_set_stats_timing(AioContext *ctx, bool enable);
  * host iteration run from inside a callback of dispatch).
  */
 
-/* What a host loop waits on. events: AIO_EMBED_READ and/or AIO_EMBED_WRITE. */
+/** The events an AioEmbedFd asks the host to wait for. */
 enum { AIO_EMBED_READ = 1, AIO_EMBED_WRITE = 2 };
+/** What a host loop waits on (aio_embed_query()). */
 typedef struct AioEmbedFd {
-    aio_handle_t handle; /* a descriptor on POSIX, a waitable HANDLE on Windows */
-    unsigned events;
+    aio_handle_t handle; /**< a descriptor on POSIX, a waitable HANDLE on Windows */
+    unsigned events;     /**< AIO_EMBED_READ and/or AIO_EMBED_WRITE */
 } AioEmbedFd;
 
-/* Marks ctx as driven by a host loop. host is the adapter's, returned by
+/** Marks ctx as driven by a host loop. host is the adapter's, returned by
  * aio_embed_host(). Home thread. Takes a reference on ctx, released by
  * aio_embed_detach(): an unref of an attached context leaves it alive (and
  * attached) until the detach. While attached, aio_context_set_home_thread()
- * is -EBUSY. Returns 0, -EINVAL (NULL ctx), -EPERM (not the home thread),
+ * is -EBUSY. Nothing changes on failure. The backends "win32" and
+ * "io_uring" cannot be embedded yet (docs/embedding.md).
+ * @param ctx the context
+ * @param host the adapter's pointer, returned by aio_embed_host()
+ * @return 0, -EINVAL (NULL ctx), -EPERM (not the home thread),
  * -EBUSY (already attached, to this or another loop), -ENOTSUP (a backend
- * that cannot be embedded), -ECHILD (inherited through fork()), -ENOMEM.
- * Nothing changes on failure. */
+ * that cannot be embedded), -ECHILD (inherited through fork()), -ENOMEM. */
 AIOPOLL_API int aio_embed_attach(AioContext *ctx, void *host);
 
-/* Ends the embedding: lowers a pending announcement, closes what query
+/** Ends the embedding: lowers a pending announcement, closes what query
  * handed out, drops the attach's reference (which may free ctx). The adapter
  * must have removed query's descriptors from its host loop first. On the home
  * thread, also from inside a callback of dispatch; or on any thread once the
- * host loop can no longer call into ctx (a GSource's finalize). Returns 0,
- * -EINVAL (NULL ctx or not attached). */
+ * host loop can no longer call into ctx (a GSource's finalize).
+ * @param ctx the context
+ * @return 0, -EINVAL (NULL ctx or not attached). */
 AIOPOLL_API int aio_embed_detach(AioContext *ctx);
 
-/* The host pointer given to aio_embed_attach(), or NULL when not attached. */
+/** The host pointer given to aio_embed_attach().
+ * @param ctx the context
+ * @return the pointer, or NULL when not attached. */
 AIOPOLL_API void *aio_embed_host(const AioContext *ctx);
 
-/* Before the host sleeps: announces the sleep (so that aio_notify() from now
+/** Before the host sleeps: announces the sleep (so that aio_notify() from now
  * on wakes it) and then looks for work, in that order. *timeout_ns gets how
  * long the host may sleep: 0 when work is pending, -1 for no limit, else the
  * nanoseconds to the earliest timer (round *up* to your host's resolution, or
- * the timer is seen early and the host sleeps again). Returns 1 when work is
- * pending (*timeout_ns == 0), 0 when the host may sleep, -EINVAL (NULL or not
- * attached), -EPERM (not the home thread), -ECHILD. */
+ * the timer is seen early and the host sleeps again).
+ * @param ctx the context
+ * @param timeout_ns receives how long the host may sleep
+ * @return 1 when work is pending (*timeout_ns == 0), 0 when the host may
+ * sleep, -EINVAL (NULL or not attached), -EPERM (not the home thread),
+ * -ECHILD. */
 AIOPOLL_API int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns);
 
-/* Optional: cb(host) is called on the home thread when a nested blocking
+/** Optional: cb(host) is called on the home thread when a nested blocking
  * poll, run by a host callback between prepare and the host's sleep, accepted
  * a notification: the timeout and descriptors the host is about to sleep on
  * may be stale (a timer armed there, a registration). cb must make the host
@@ -734,32 +744,41 @@ AIOPOLL_API int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns);
  * not by calling into ctx. Without one the context kicks the host's
  * descriptor once per announcement, which a further nested poll of a wait
  * loop may consume again: set one if your host runs callbacks between
- * prepare and its sleep. NULL removes it; detach forgets it. Returns 0,
- * -EINVAL, -EPERM. */
+ * prepare and its sleep. NULL removes it; detach forgets it.
+ * @param ctx the context
+ * @param cb the handler, called with the host pointer; NULL removes it
+ * @return 0, -EINVAL, -EPERM. */
 AIOPOLL_API int aio_embed_set_stale_handler(AioContext *ctx, AioHandler *cb);
 
-/* What to wait on: fills up to n entries of fds and returns how many there
+/** What to wait on: fills up to n entries of fds and returns how many there
  * are (call again with room for that many if it is more than n; a call that
  * did not fit changes nothing). Home thread. In aggregated mode always 1 and
  * the same handle while attached. In descriptor-set mode the set follows the
  * registrations; call it after every prepare and update the host to exactly
  * the returned set; a descriptor that drops out stays open until the next
  * query, so remove it before the host waits again. The context owns the
- * descriptors: never read, write or close them. Returns the count or -EINVAL,
- * -EPERM, -ECHILD, -ENOMEM. */
+ * descriptors: never read, write or close them.
+ * @param ctx the context
+ * @param fds where to write the set
+ * @param n the room in fds
+ * @return the count or -EINVAL, -EPERM, -ECHILD, -ENOMEM. */
 AIOPOLL_API int aio_embed_query(AioContext *ctx, AioEmbedFd *fds, size_t n);
 
-/* After the host's sleep (also when the host woke for something else):
+/** After the host's sleep (also when the host woke for something else):
  * lowers the announcement, consumes the wake-up, and says whether there is
  * anything to dispatch: 1 yes, 0 no (the host may go round to prepare), or
  * -EINVAL, -EPERM, -ECHILD. A negative backend error is returned by
- * dispatch, which then still runs bottom halves and timers. */
+ * dispatch, which then still runs bottom halves and timers.
+ * @param ctx the context
+ * @return 1, 0 or a negative error, as above. */
 AIOPOLL_API int aio_embed_check(AioContext *ctx);
 
-/* Runs what is ready (bottom halves, handlers, expired timers), with the
+/** Runs what is ready (bottom halves, handlers, expired timers), with the
  * dispatch right, like the second half of a blocking aio_poll(). Calls check
- * first if the host did not. Home thread. Returns 1 if a callback ran, 0 if
- * none, or a negative error as aio_poll() does. */
+ * first if the host did not. Home thread.
+ * @param ctx the context
+ * @return 1 if a callback ran, 0 if none, or a negative error as aio_poll()
+ * does. */
 AIOPOLL_API int aio_embed_dispatch(AioContext *ctx);
 
 #ifdef __cplusplus

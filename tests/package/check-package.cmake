@@ -156,7 +156,36 @@ elseif(MODE STREQUAL "cxx")
     run_consumer("${WORK_DIR}/consumer/cxx_consumer" shared)
   endif()
 elseif(MODE STREQUAL "components")
+  # The components this build made: each found and usable by name.
   install_prefix()
+  set(_built "")
+  foreach(_c glib libevent libuv)
+    file(GLOB _t "${PREFIX}/lib*/cmake/aiopoll/aiopoll-${_c}-targets.cmake"
+                 "${PREFIX}/lib*/*/cmake/aiopoll/aiopoll-${_c}-targets.cmake")
+    if(_t)
+      list(APPEND _built ${_c})
+    endif()
+  endforeach()
+  if(_built)
+    list(JOIN _built "," _built_arg) # a ";" would split the argument
+    cmake_consumer("${_pkg}/components" "${WORK_DIR}/built" "-DCMAKE_PREFIX_PATH=${PREFIX}"
+                   "-DEXPECT_FOUND=${_built_arg}")
+    message(STATUS "check-package: built components found: ${_built}")
+  endif()
+  # An installation without the adapters, for the components it lacks.
+  set(_bare_args -S "${SOURCE_DIR}" -B "${WORK_DIR}/bare-build" -G "${GENERATOR}"
+      -DAIOPOLL_WITH_GLIB=OFF -DAIOPOLL_WITH_LIBEVENT=OFF -DAIOPOLL_WITH_LIBUV=OFF
+      -DAIOPOLL_BUILD_TESTS=OFF -DAIOPOLL_BUILD_EXAMPLES=OFF -DAIOPOLL_BUILD_STATIC=OFF)
+  if(C_COMPILER)
+    list(APPEND _bare_args "-DCMAKE_C_COMPILER=${C_COMPILER}")
+  endif()
+  if(TOOLCHAIN_FILE)
+    list(APPEND _bare_args "-DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN_FILE}")
+  endif()
+  run(${CMAKE_COMMAND} ${_bare_args})
+  run(${CMAKE_COMMAND} --build "${WORK_DIR}/bare-build")
+  set(PREFIX "${WORK_DIR}/bare-prefix")
+  run(${CMAKE_COMMAND} --install "${WORK_DIR}/bare-build" --prefix "${PREFIX}")
   # OPTIONAL_COMPONENTS that are not built: found, each reported missing.
   cmake_consumer("${_pkg}/components" "${WORK_DIR}/optional" "-DCMAKE_PREFIX_PATH=${PREFIX}")
   # A REQUIRED one: the configuration fails and says which component and why.
