@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* aiopoll::libuv on a real uv_loop_t: the shared host-loop tests. */
+/* ISO C build: <uv.h> needs the POSIX types it uses asked for. */
+#define _POSIX_C_SOURCE 200809L
+
 #include <aiopoll/libuv.h>
 
 #include "test-common.h"

@@ -5,6 +5,10 @@
  * before uv_backend_timeout() is computed, so the timer it starts decides
  * the poll's timeout (0 when work is pending).
  */
+/* The adapter is ISO C (C_EXTENSIONS OFF), where <uv.h>'s POSIX types
+ * (pthread_rwlock_t) are hidden unless asked for. */
+#define _POSIX_C_SOURCE 200809L
+
 #include <aiopoll/libuv.h>
 
 #include <stddef.h>
