@@ -8,7 +8,7 @@
  * ratio aiopoll/peer; --csv writes the same rows for bench/plot.sh.
  *
  *   aiopoll-bench [--quick] [--csv FILE] [--commit ID] [--compare FILE
- *                 [--compare-fail]] [--only LIST] [--pin none]
+ *                 [--compare-fail]] [--reps R] [--only LIST] [--pin none]
  *
  * By default threads are pinned (see placement()); --pin none leaves them to
  * the scheduler.
@@ -40,6 +40,12 @@
 #include "bench-util.h"
 
 static bool quick;
+static int reps_opt; /* --reps: repetitions of the round-trip, flood, hot and bh scenarios */
+
+static int nreps(int quick_n, int full_n)
+{
+    return reps_opt > 0 ? reps_opt : quick ? quick_n : full_n;
+}
 static bool pin = true; /* --pin none clears it */
 
 /* Places side B: on side A's CPU ("same": a wake-up is a context switch,
@@ -265,7 +271,7 @@ static void wakeup_round(const char *param, bool split, bool batch)
     }
     describe(c, nc);
     /* Split placement wakes an idle vCPU (~50 us): fewer round trips. */
-    int reps = quick ? 10 : 30, per = quick ? 300 : split ? 300 : 1000;
+    int reps = nreps(10, 30), per = quick ? 300 : split ? 300 : 1000;
     run_round_trips(c, nc, reps, per);
     report_round_trips("wakeup", param, c, nc);
     if (batch) {
@@ -502,7 +508,7 @@ static void scen_flood(void)
             i--;
         }
     }
-    int reps = quick ? 5 : 15;
+    int reps = nreps(5, 15);
     int64_t slice = (quick ? 40 : 150) * 1000000LL;
     for (int r = 0; r < reps; r++) {
         for (int k = 0; k < nf; k++) {
@@ -547,7 +553,7 @@ static void scen_hot(void)
         bhs[i] = aio_bh_new(ctx, nop_bh, NULL);
     }
     const long n = quick ? 2000000 : 10000000;
-    int reps = quick ? 5 : 15;
+    int reps = nreps(5, 15);
     bu_samples s_notify = {0}, s_resched = {0}, s_disp = {0}, s_pollb = {0};
     int64_t sc_notify = 0, sc_resched = 0, sc_disp = 0, sc_pollb = 0;
     long ops_notify = 0, ops_resched = 0, ops_disp = 0, ops_pollb = 0;
@@ -648,7 +654,7 @@ static void scen_bh(void)
         evs[i] = event_new(base, -1, 0, lev_nop, NULL);
     }
     static const int ks[] = {1, K};
-    int reps = quick ? 8 : 30;
+    int reps = nreps(8, 30);
     long ops_per_sample = quick ? 20000 : 100000;
     for (size_t ki = 0; ki < 2; ki++) {
         int k = ks[ki];
@@ -734,7 +740,7 @@ static void scen_idle(void)
             bu_note("%s: only %zu descriptors fit in RLIMIT_NOFILE (each registration "
                     "also holds aiopoll's duplicate)", param, idle.n);
         }
-        int per = quick ? 100 : 500, reps = quick ? 5 : 20;
+        int per = quick ? 100 : 500, reps = nreps(5, 20);
         if (n >= 10000) {
             per /= 5;
         }
@@ -1000,7 +1006,8 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--quick] [--csv FILE] [--commit ID] [--compare FILE [--compare-fail]]\n"
-            "          [--only LIST] [--pin none]\n"
+            "          [--reps R] [--only LIST] [--pin none]\n"
+            "  --reps R: interleaved repetitions per contender (the spread's sample)\n"
             "  --csv appends this run's rows, labelled with --commit (default: $AIOPOLL_COMMIT,\n"
             "  else 'unknown'); --compare prints each row's change against the newest row of\n"
             "  the same key in FILE; --compare-fail exits 3 when an aiopoll hot-path row got\n"
@@ -1021,6 +1028,8 @@ int main(int argc, char **argv)
             commit = argv[++i];
         } else if (!strcmp(argv[i], "--compare") && i + 1 < argc) {
             compare_path = argv[++i];
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps_opt = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--compare-fail")) {
             compare_fail = true;
         } else if (!strcmp(argv[i], "--pin") && i + 1 < argc) {
