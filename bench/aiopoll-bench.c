@@ -319,7 +319,7 @@ typedef struct flood {
     struct event_base *base;
     struct event *ev;
     int efd;
-    bp_pair *(*peer_new)(atomic_ullong *dispatches); /* FL_PEER */
+    bp_pair *(*peer_new)(const bp_pair_opts *o); /* FL_PEER, in flood mode */
     bp_pair *peer;
     bu_samples calls, disp, sc;
 } flood;
@@ -388,7 +388,7 @@ static void flood_start(flood *f)
         break;
     case FL_PEER:
         /* The pair runs (and pins) its own side B. */
-        f->peer = f->peer_new(&f->dispatches);
+        f->peer = f->peer_new(&(bp_pair_opts){.wake = BP_WAKE_BH, .flood = &f->dispatches});
         return;
     }
     pthread_attr_t attr;
@@ -491,9 +491,9 @@ static void scen_flood(void)
         {.kind = FL_NOTIFY, .name = "aiopoll aio_notify"},
         {.kind = FL_BH, .name = "aiopoll aio_bh_schedule"},
         {.kind = FL_LIBEVENT, .name = "libevent event_active"},
-        {.kind = FL_PEER, .name = "libuv uv_async_send", .peer_new = bp_libuv_flood_new},
-        {.kind = FL_PEER, .name = "glib wakeup", .peer_new = bp_glib_flood_new},
-        {.kind = FL_PEER, .name = "libev ev_async_send", .peer_new = bp_libev_flood_new},
+        {.kind = FL_PEER, .name = "libuv uv_async_send", .peer_new = bp_libuv_new},
+        {.kind = FL_PEER, .name = "glib wakeup", .peer_new = bp_glib_new},
+        {.kind = FL_PEER, .name = "libev ev_async_send", .peer_new = bp_libev_new},
         {.kind = FL_FLOOR, .name = "floor eventfd write"},
     };
     int nf = (int)(sizeof(f) / sizeof(f[0]));

@@ -178,7 +178,7 @@ static const char *backend_name(unsigned b)
                                    : "other";
 }
 
-static bp_pair *evp_new(const bp_pair_opts *o, atomic_ullong *dispatches)
+bp_pair *bp_libev_new(const bp_pair_opts *o)
 {
     if (!ev_load()) {
         return NULL;
@@ -188,7 +188,7 @@ static bp_pair *evp_new(const bp_pair_opts *o, atomic_ullong *dispatches)
         perror("calloc");
         exit(1);
     }
-    bpe_base_init(&e->b, o, dispatches);
+    bpe_base_init(&e->b, o);
     e->la = evf.loop_new(EVFLAG_AUTO);
     e->lb = evf.loop_new(EVFLAG_AUTO);
     if (!e->la || !e->lb) {
@@ -218,20 +218,7 @@ static bp_pair *evp_new(const bp_pair_opts *o, atomic_ullong *dispatches)
     char desc[64];
     snprintf(desc, sizeof(desc), "libev %d.%d (%s)", evf.major(), evf.minor(),
              backend_name(evf.backend(e->lb)));
-    bp_pair *p = bp_ext_new(&evp_ops, e, desc);
-    bpe_wait_ready(&e->b);
-    return p;
-}
-
-bp_pair *bp_libev_new(const bp_pair_opts *o)
-{
-    return evp_new(o, NULL);
-}
-
-bp_pair *bp_libev_flood_new(atomic_ullong *dispatches)
-{
-    bp_pair_opts o = {.wake = BP_WAKE_BH};
-    return evp_new(&o, dispatches);
+    return bpe_start(&evp_ops, e, &e->b, desc);
 }
 
 #else
@@ -244,12 +231,6 @@ const char *bp_libev_missing(void)
 bp_pair *bp_libev_new(const bp_pair_opts *o)
 {
     (void)o;
-    return NULL;
-}
-
-bp_pair *bp_libev_flood_new(atomic_ullong *dispatches)
-{
-    (void)dispatches;
     return NULL;
 }
 

@@ -47,6 +47,11 @@ typedef struct bp_pair_opts {
     int64_t poll_max_ns;      /* aiopoll: adaptive polling window, 0 = off */
     bool floor_ppoll;         /* floor, BP_WAKE_FD: ppoll over all descriptors
                                * instead of epoll */
+    /* libuv, GLib, libev: the flood mode instead of round trips. bp_ping()
+     * is then one send (uv_async_send, g_main_context_wakeup,
+     * ev_async_send), and side B adds each callback (GLib: each loop
+     * iteration) to *flood. */
+    _Atomic unsigned long long *flood;
 } bp_pair_opts;
 
 /* A pair implemented outside bench-pairs.c (the peers in bench-peers.c and

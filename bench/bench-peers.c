@@ -32,11 +32,11 @@ static void die(const char *what)
 
 /* ---- shared state ------------------------------------------------------------ */
 
-void bpe_base_init(bpe_base *b, const bp_pair_opts *o, atomic_ullong *dispatches)
+void bpe_base_init(bpe_base *b, const bp_pair_opts *o)
 {
     memset(b, 0, sizeof(*b));
-    b->mode = dispatches ? BPE_FLOOD : o->wake == BP_WAKE_FD ? BPE_FD : BPE_BH;
-    b->dispatches = dispatches;
+    b->mode = o->flood ? BPE_FLOOD : o->wake == BP_WAKE_FD ? BPE_FD : BPE_BH;
+    b->dispatches = o->flood;
     b->pa[0] = b->pa[1] = b->pb[0] = b->pb[1] = -1;
     if (b->mode == BPE_FD &&
         (pipe2(b->pa, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(b->pb, O_NONBLOCK | O_CLOEXEC) < 0)) {
@@ -72,11 +72,13 @@ void bpe_fd_a(bpe_base *b)
     atomic_store_explicit(&b->done, 1, memory_order_relaxed);
 }
 
-void bpe_wait_ready(bpe_base *b)
+bp_pair *bpe_start(const bp_ext_ops *ops, void *impl, bpe_base *b, const char *desc)
 {
+    bp_pair *p = bp_ext_new(ops, impl, desc);
     while (!atomic_load(&b->ready)) {
         sched_yield();
     }
+    return p;
 }
 
 static void start_fd(bpe_base *b)
@@ -197,13 +199,13 @@ static void uv_poll_or_die(uv_loop_t *l, uv_poll_t *h, int fd, uv_poll_cb cb, vo
     uv_poll_start(h, UV_READABLE, cb);
 }
 
-static bp_pair *uvp_new(const bp_pair_opts *o, atomic_ullong *dispatches)
+bp_pair *bp_libuv_new(const bp_pair_opts *o)
 {
     uvp *u = calloc(1, sizeof(*u));
     if (!u || uv_loop_init(&u->la) || uv_loop_init(&u->lb)) {
         die("uv_loop_init");
     }
-    bpe_base_init(&u->b, o, dispatches);
+    bpe_base_init(&u->b, o);
     uv_async_init(&u->la, &u->asa, uv_asa_cb);
     uv_async_init(&u->lb, &u->asb, uv_asb_cb);
     u->asa.data = u->asb.data = u;
@@ -220,21 +222,10 @@ static bp_pair *uvp_new(const bp_pair_opts *o, atomic_ullong *dispatches)
     }
     char desc[64];
     snprintf(desc, sizeof(desc), "libuv %s (epoll)", uv_version_string());
-    bp_pair *p = bp_ext_new(&uvp_ops, u, desc);
-    bpe_wait_ready(&u->b);
-    return p;
+    return bpe_start(&uvp_ops, u, &u->b, desc);
 }
 
-bp_pair *bp_libuv_new(const bp_pair_opts *o)
-{
-    return uvp_new(o, NULL);
-}
 
-bp_pair *bp_libuv_flood_new(atomic_ullong *dispatches)
-{
-    bp_pair_opts o = {.wake = BP_WAKE_BH};
-    return uvp_new(&o, dispatches);
-}
 
 /* ---- GLib -------------------------------------------------------------------- */
 
@@ -354,13 +345,13 @@ static GSource *gl_fd_source(GMainContext *c, int fd, GUnixFDSourceFunc fn, void
     return s;
 }
 
-static bp_pair *glp_new(const bp_pair_opts *o, atomic_ullong *dispatches)
+bp_pair *bp_glib_new(const bp_pair_opts *o)
 {
     glp *g = calloc(1, sizeof(*g));
     if (!g) {
         die("calloc");
     }
-    bpe_base_init(&g->b, o, dispatches);
+    bpe_base_init(&g->b, o);
     g->ca = g_main_context_new();
     g->cb = g_main_context_new();
     /* Side A is the calling thread; see glp_b_loop for why it must own it. */
@@ -379,21 +370,10 @@ static bp_pair *glp_new(const bp_pair_opts *o, atomic_ullong *dispatches)
     char desc[64];
     snprintf(desc, sizeof(desc), "GLib %u.%u.%u (poll)", glib_major_version, glib_minor_version,
              glib_micro_version);
-    bp_pair *p = bp_ext_new(&glp_ops, g, desc);
-    bpe_wait_ready(&g->b);
-    return p;
+    return bpe_start(&glp_ops, g, &g->b, desc);
 }
 
-bp_pair *bp_glib_new(const bp_pair_opts *o)
-{
-    return glp_new(o, NULL);
-}
 
-bp_pair *bp_glib_flood_new(atomic_ullong *dispatches)
-{
-    bp_pair_opts o = {.wake = BP_WAKE_BH};
-    return glp_new(&o, dispatches);
-}
 
 /* ---- floors with aiopoll's economy ---------------------------------------------- */
 

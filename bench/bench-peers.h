@@ -28,21 +28,15 @@ typedef struct bpe_base {
     int pa[2], pb[2];               /* BPE_FD: A reads pa[0], B reads pb[0] */
 } bpe_base;
 
-void bpe_base_init(bpe_base *b, const bp_pair_opts *o, atomic_ullong *dispatches);
+void bpe_base_init(bpe_base *b, const bp_pair_opts *o);
 void bpe_base_fini(bpe_base *b);
 /* Side B's descriptor handler: take the byte, send one back. */
 void bpe_fd_b(bpe_base *b);
 /* Side A's descriptor handler: take the byte, end the round trip. */
 void bpe_fd_a(bpe_base *b);
-/* Waits until side B announced that it owns its loop. */
-void bpe_wait_ready(bpe_base *b);
-
-/* Flood peers: side A's bp_ping() is one send (uv_async_send,
- * g_main_context_wakeup, ev_async_send); side B adds each callback (GLib:
- * each loop iteration) to *dispatches. */
-bp_pair *bp_libuv_flood_new(atomic_ullong *dispatches);
-bp_pair *bp_glib_flood_new(atomic_ullong *dispatches);
-bp_pair *bp_libev_flood_new(atomic_ullong *dispatches);
+/* Starts side B (bp_ext_new) and waits until it announced that it owns its
+ * loop. */
+bp_pair *bpe_start(const bp_ext_ops *ops, void *impl, bpe_base *b, const char *desc);
 /* Why libev is not available (NULL when it is). */
 const char *bp_libev_missing(void);
 
