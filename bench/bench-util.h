@@ -11,6 +11,10 @@
 /* ---- time ----------------------------------------------------------------- */
 
 int64_t bu_now_ns(void);
+/* The calling thread's CPU time: for the one-thread scenarios, so that the
+ * time other processes run on this CPU does not count (a system call, not
+ * vDSO: read it outside the timed loop only). */
+int64_t bu_cpu_ns(void);
 void bu_cpu_relax(void);
 
 /* ---- samples ---------------------------------------------------------------- */

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Summarises repeated aiopoll-bench runs (docs/performance.md, "Reproducing"):
 # per row, the median of the runs' medians, their lowest and highest, the
-# spread across runs ((max-min)/median) and the counted system calls and
-# context switches per operation of the last run.
+# spread across runs ((max-min)/median), the largest spread within a run
+# (the one --compare uses) and the counted system calls and context switches
+# per operation of the last run.
 #
 #   bench/summarize.sh run1.csv run2.csv run3.csv [| grep wakeup]
 set -eu
@@ -18,12 +19,14 @@ awk -F, '
     if (!(key in n)) order[++nk] = key
     v[key, ++n[key]] = $col["median"] + 0
     unit[key] = $col["unit"]
+    if (("spread" in col) && $col["spread"] != "nan" && (!(key in ins) || $col["spread"] > ins[key]))
+      ins[key] = $col["spread"] + 0
     sc[key] = ("syscalls" in col) ? $col["syscalls"] : "nan"
     cs[key] = ("vcsw" in col) ? $col["vcsw"] "+" $col["ivcsw"] : "nan"
   }
   END {
-    printf "%-10s %-11s %-24s %-20s %11s %11s %11s %7s %7s %s\n", "scenario", "param",
-           "variant", "metric", "median", "min", "max", "spread", "sc/op", "cs/op"
+    printf "%-10s %-11s %-24s %-20s %11s %11s %11s %7s %7s %7s %s\n", "scenario", "param",
+           "variant", "metric", "median", "min", "max", "runs", "in-run", "sc/op", "cs/op"
     for (k = 1; k <= nk; k++) {
       key = order[k]; m = n[key]
       for (i = 1; i <= m; i++) s[i] = v[key, i]
@@ -32,7 +35,9 @@ awk -F, '
       }
       mid = (m % 2) ? s[(m + 1) / 2] : (s[m / 2] + s[m / 2 + 1]) / 2
       split(key, f, "|")
-      printf "%-10s %-11s %-24s %-20s %11.4g %11.4g %11.4g %6.1f%% %7s %s\n", f[1], f[2], f[3],
-             f[4], mid, s[1], s[m], mid ? 100 * (s[m] - s[1]) / mid : 0, sc[key], cs[key]
+      inrun = (key in ins) ? sprintf("%6.1f%%", 100 * ins[key]) : "    n/a"
+      printf "%-10s %-11s %-24s %-20s %11.4g %11.4g %11.4g %6.1f%% %7s %7s %s\n", f[1], f[2],
+             f[3], f[4], mid, s[1], s[m], mid ? 100 * (s[m] - s[1]) / mid : 0, inrun, sc[key],
+             cs[key]
     }
   }' "$@"
