@@ -895,7 +895,8 @@ static void scen_timers(void)
             bu_add(&s[which][2], (double)(t2 - t1) / NPOLL);
         }
     }
-    static const char *metric[] = {"arm", "cancel", "poll, timers pending"};
+    /* No commas in names: the CSV has no quoting. */
+    static const char *metric[] = {"arm", "cancel", "poll with timers pending"};
     for (int m = 0; m < 3; m++) {
         bu_report("timers", "N=100000", "aiopoll", metric[m], "ns", false, &s[0][m]);
         bu_report("timers", "N=100000", "libevent", metric[m], "ns", false, &s[1][m]);
