@@ -403,12 +403,14 @@ int bu_compare(const char *path)
         } else {
             verdict = "better";
         }
-        char b[32], n[32];
+        char b[32], n[32], sp[16] = "-";
         fmt_value(b, sizeof(b), old[i], r->unit);
         fmt_value(n, sizeof(n), r->median, r->unit);
-        printf("  %-9s %-10s %-22s %-22s %12s %12s %+7.1f%% %7.1f%%  %s (vs %s)\n",
-               r->scenario, r->param, r->variant, r->metric, b, n, 100 * change,
-               100 * r->spread, verdict, oldc[i]);
+        if (!isnan(r->spread)) {
+            snprintf(sp, sizeof(sp), "%.1f%%", 100 * r->spread);
+        }
+        printf("  %-9s %-10s %-22s %-22s %12s %12s %+7.1f%% %8s  %s (vs %s)\n", r->scenario,
+               r->param, r->variant, r->metric, b, n, 100 * change, sp, verdict, oldc[i]);
     }
     printf("  %d hot-path row(s) regressed beyond their spread\n", regressed);
     free(old);
