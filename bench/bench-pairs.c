@@ -637,8 +637,9 @@ const char *bp_describe(bp_pair *p)
 
 int bp_tid_b(bp_pair *p)
 {
-    /* Side B publishes its id first thing; a counter opened before that
-     * would miss nothing of a round trip, which needs B running anyway. */
+    /* Side B publishes its id first thing in its thread. Waiting for it
+     * keeps a counter from being opened on id 0, which perf_event_open
+     * takes for the calling thread (side A counted twice, B not at all). */
     while (p->running && atomic_load(&p->tid_b) == 0) {
         sched_yield();
     }
