@@ -125,7 +125,7 @@ void bp_pin_self(int cpu)
 
 /* ---- the pair ---------------------------------------------------------------- */
 
-typedef enum kind { K_AIOPOLL, K_LIBEVENT, K_FLOOR, K_SPIN } kind;
+typedef enum kind { K_AIOPOLL, K_LIBEVENT, K_FLOOR, K_SPIN, K_EXT } kind;
 
 struct bp_pair {
     kind kind;
@@ -156,7 +156,24 @@ struct bp_pair {
 
     /* spin */
     atomic_int flag;
+
+    /* side B's thread, for the counters */
+    atomic_int tid_b;
+    void *(*fn_b)(void *);
+
+    /* K_EXT */
+    const bp_ext_ops *ext;
+    void *impl;
 };
+
+/* Records side B's thread id before it runs: the counters of the round
+ * trip scenarios are opened on it from side A. */
+static void *b_trampoline(void *op)
+{
+    bp_pair *p = op;
+    atomic_store(&p->tid_b, bu_gettid());
+    return p->fn_b(p);
+}
 
 static void start_thread(bp_pair *p, void *(*fn)(void *))
 {
@@ -169,7 +186,9 @@ static void start_thread(bp_pair *p, void *(*fn)(void *))
         CPU_SET(bp_cpu_b % sysconf(_SC_NPROCESSORS_ONLN), &set);
         pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
     }
-    int err = pthread_create(&p->th, &attr, fn, p);
+    atomic_store(&p->tid_b, 0);
+    p->fn_b = fn;
+    int err = pthread_create(&p->th, &attr, b_trampoline, p);
     pthread_attr_destroy(&attr);
     if (err != 0) {
         errno = err;
@@ -513,6 +532,29 @@ bp_pair *bp_spin_new(void)
     return p;
 }
 
+/* ---- pairs implemented elsewhere ---------------------------------------------- */
+
+static void *e_thread(void *op)
+{
+    bp_pair *p = op;
+    p->ext->b_loop(p->impl);
+    return NULL;
+}
+
+bp_pair *bp_ext_new(const bp_ext_ops *ops, void *impl, const char *desc)
+{
+    bp_pair *p = calloc(1, sizeof(*p));
+    if (!p) {
+        die("calloc");
+    }
+    p->kind = K_EXT;
+    p->ext = ops;
+    p->impl = impl;
+    snprintf(p->desc, sizeof(p->desc), "%s", desc);
+    start_thread(p, e_thread);
+    return p;
+}
+
 /* ---- common -------------------------------------------------------------------- */
 
 void bp_ping(bp_pair *p)
@@ -560,6 +602,9 @@ void bp_ping(bp_pair *p)
             drain1(p->pa[0]);
         }
         break;
+    case K_EXT:
+        p->ext->ping(p->impl);
+        break;
     case K_SPIN:
         atomic_store_explicit(&p->flag, 1, memory_order_release);
         while (atomic_load_explicit(&p->flag, memory_order_acquire) != 2) {
@@ -588,6 +633,17 @@ void bp_batch_end(bp_pair *p)
 const char *bp_describe(bp_pair *p)
 {
     return p->desc;
+}
+
+int bp_tid_b(bp_pair *p)
+{
+    /* Side B publishes its id first thing in its thread. Waiting for it
+     * keeps a counter from being opened on id 0, which perf_event_open
+     * takes for the calling thread (side A counted twice, B not at all). */
+    while (p->running && atomic_load(&p->tid_b) == 0) {
+        sched_yield();
+    }
+    return p->running ? atomic_load(&p->tid_b) : 0;
 }
 
 static void close_if(int fd)
@@ -638,8 +694,13 @@ void bp_free(bp_pair *p)
     case K_SPIN:
         join_thread(p);
         break;
+    case K_EXT:
+        p->ext->stop_b(p->impl);
+        join_thread(p);
+        p->ext->destroy(p->impl);
+        break;
     }
-    if (p->wake == BP_WAKE_FD && p->kind != K_SPIN) {
+    if (p->wake == BP_WAKE_FD && p->kind != K_SPIN && p->kind != K_EXT) {
         close(p->pa[0]);
         close(p->pa[1]);
         close(p->pb[0]);

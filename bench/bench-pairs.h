@@ -47,9 +47,34 @@ typedef struct bp_pair_opts {
     int64_t poll_max_ns;      /* aiopoll: adaptive polling window, 0 = off */
     bool floor_ppoll;         /* floor, BP_WAKE_FD: ppoll over all descriptors
                                * instead of epoll */
+    /* libuv, GLib, libev: the flood mode instead of round trips. bp_ping()
+     * is then one send (uv_async_send, g_main_context_wakeup,
+     * ev_async_send), and side B adds each callback (GLib: each loop
+     * iteration) to *flood. */
+    _Atomic unsigned long long *flood;
 } bp_pair_opts;
 
+/* A pair implemented outside bench-pairs.c (the peers in bench-peers.c and
+ * bench-libev.c: libev's ev.h and libevent's headers cannot share a
+ * translation unit). bp_pair runs side B's thread and captures its id. */
+typedef struct bp_ext_ops {
+    void (*b_loop)(void *impl);   /* side B: run until stop_b */
+    void (*ping)(void *impl);     /* side A: one round trip */
+    void (*stop_b)(void *impl);   /* from A: make b_loop return */
+    void (*destroy)(void *impl);  /* after B returned */
+} bp_ext_ops;
+bp_pair *bp_ext_new(const bp_ext_ops *ops, void *impl, const char *desc);
+
 bp_pair *bp_aiopoll_new(const bp_pair_opts *o);
+/* The peers return NULL (after a note saying why) when the build lacks them
+ * or the wake kind makes no sense for them. */
+bp_pair *bp_libuv_new(const bp_pair_opts *o);
+bp_pair *bp_glib_new(const bp_pair_opts *o);
+bp_pair *bp_libev_new(const bp_pair_opts *o);
+/* Floors with aiopoll's economy: the waker makes a system call only for a
+ * sleeper that announced itself (futex word, or an eventfd + ppoll). */
+bp_pair *bp_futex_new(void);
+bp_pair *bp_lazy_eventfd_new(void);
 bp_pair *bp_libevent_new(const bp_pair_opts *o);
 bp_pair *bp_floor_new(const bp_pair_opts *o);
 bp_pair *bp_spin_new(void);
@@ -61,6 +86,8 @@ void bp_batch_begin(bp_pair *p);
 void bp_batch_end(bp_pair *p);
 /* What the pair actually runs on (the aiopoll backend, libevent's method). */
 const char *bp_describe(bp_pair *p);
+/* Side B's thread id (0 while it has none: the spin floor between batches). */
+int bp_tid_b(bp_pair *p);
 void bp_free(bp_pair *p);
 
 #endif

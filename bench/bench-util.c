@@ -21,6 +21,13 @@ int64_t bu_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t bu_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void bu_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -65,6 +72,20 @@ double bu_quantile(bu_samples *s, double q)
     return s->v[rank - 1];
 }
 
+double bu_median_copy(const double *v, size_t n)
+{
+    if (n == 0) {
+        return NAN;
+    }
+    bu_samples c = {0};
+    for (size_t i = 0; i < n; i++) {
+        bu_add(&c, v[i]);
+    }
+    double m = bu_quantile(&c, 0.5);
+    bu_free(&c);
+    return m;
+}
+
 void bu_free(bu_samples *s)
 {
     free(s->v);
@@ -73,7 +94,7 @@ void bu_free(bu_samples *s)
 
 typedef struct row {
     char scenario[40], param[24], variant[24], metric[32], unit[16];
-    double median, tail;
+    double median, tail, spread, syscalls, vcsw, ivcsw;
     size_t n;
     bool higher_better, single;
 } row;
@@ -93,6 +114,7 @@ static row *new_row(void)
     }
     row *r = &rows[nrows++];
     memset(r, 0, sizeof(*r));
+    r->spread = r->syscalls = r->vcsw = r->ivcsw = NAN;
     return r;
 }
 
@@ -113,14 +135,25 @@ static void fmt_value(char *buf, size_t len, double v, const char *unit)
 
 static void print_row(const row *r)
 {
-    char m[32], t[32];
+    char m[32], t[32], extra[96] = "";
     fmt_value(m, sizeof(m), r->median, r->unit);
+    size_t len = 0;
+    if (!isnan(r->spread)) {
+        len += (size_t)snprintf(extra + len, sizeof(extra) - len, "  spread %.1f%%",
+                                100 * r->spread);
+    }
+    if (!isnan(r->syscalls)) {
+        len += (size_t)snprintf(extra + len, sizeof(extra) - len, "  sc %.2f", r->syscalls);
+    }
+    if (!isnan(r->vcsw)) {
+        snprintf(extra + len, sizeof(extra) - len, "  cs %.2f+%.2f", r->vcsw, r->ivcsw);
+    }
     if (r->single) {
-        printf("  %-10s %-22s %-24s %14s\n", r->param, r->variant, r->metric, m);
+        printf("  %-10s %-22s %-24s %14s%s\n", r->param, r->variant, r->metric, m, extra);
     } else {
         fmt_value(t, sizeof(t), r->tail, r->unit);
-        printf("  %-10s %-22s %-24s %14s %14s  (n=%zu)\n", r->param, r->variant, r->metric, m,
-               t, r->n);
+        printf("  %-10s %-22s %-24s %14s %14s  (n=%zu)%s\n", r->param, r->variant, r->metric, m,
+               t, r->n, extra);
     }
     fflush(stdout);
 }
@@ -137,15 +170,31 @@ static row *new_labelled_row(const char *scenario, const char *param, const char
     return r;
 }
 
-void bu_report(const char *scenario, const char *param, const char *variant, const char *metric,
-               const char *unit, bool higher_better, bu_samples *s)
+void bu_report_ex(const char *scenario, const char *param, const char *variant,
+                  const char *metric, const char *unit, bool higher_better, bu_samples *s,
+                  const bu_extra *x)
 {
     row *r = new_labelled_row(scenario, param, variant, metric, unit);
     r->higher_better = higher_better;
     r->n = s->n;
     r->median = bu_quantile(s, 0.5);
     r->tail = bu_quantile(s, higher_better ? 0.01 : 0.99);
+    if (x) {
+        if (x->reps && x->reps->n >= 2) {
+            double mid = bu_quantile(x->reps, 0.5);
+            r->spread = (x->reps->v[x->reps->n - 1] - x->reps->v[0]) / mid;
+        }
+        r->syscalls = x->syscalls;
+        r->vcsw = x->vcsw;
+        r->ivcsw = x->ivcsw;
+    }
     print_row(r);
+}
+
+void bu_report(const char *scenario, const char *param, const char *variant, const char *metric,
+               const char *unit, bool higher_better, bu_samples *s)
+{
+    bu_report_ex(scenario, param, variant, metric, unit, higher_better, s, NULL);
 }
 
 void bu_report_value(const char *scenario, const char *param, const char *variant,
@@ -209,19 +258,164 @@ void bu_note(const char *fmt, ...)
     fflush(stdout);
 }
 
-int bu_write_csv(const char *path)
+static const char csv_header[] = "scenario,param,variant,metric,unit,median,tail,samples,"
+                                  "spread,syscalls,vcsw,ivcsw,commit\n";
+
+int bu_write_csv(const char *path, const char *commit)
 {
-    FILE *f = fopen(path, "w");
+    char first[256] = "";
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(first, sizeof(first), f)) {
+            first[0] = '\0';
+        }
+        fclose(f);
+        /* An older layout would shift every column under plot.sh and
+         * --compare: start a new file instead of mixing them. */
+        if (first[0] && strcmp(first, csv_header) != 0) {
+            return -EINVAL;
+        }
+    }
+    f = fopen(path, "a");
     if (!f) {
         return -errno;
     }
-    fprintf(f, "scenario,param,variant,metric,unit,median,tail,samples\n");
+    if (!first[0]) {
+        fputs(csv_header, f);
+    }
     for (size_t i = 0; i < nrows; i++) {
         const row *r = &rows[i];
-        fprintf(f, "%s,%s,%s,%s,%s,%.6g,%.6g,%zu\n", r->scenario, r->param, r->variant,
-                r->metric, r->unit, r->median, r->tail, r->n);
+        fprintf(f, "%s,%s,%s,%s,%s,%.6g,%.6g,%zu,%.4g,%.4g,%.4g,%.4g,%s\n", r->scenario,
+                r->param, r->variant, r->metric, r->unit, r->median, r->tail, r->n, r->spread,
+                r->syscalls, r->vcsw, r->ivcsw, commit);
     }
     return fclose(f) == 0 ? 0 : -errno;
+}
+
+/* Splits a CSV line (no quoting: the bench writes none) in place. */
+static int split_csv(char *line, char **field, int max)
+{
+    int n = 0;
+    line[strcspn(line, "\r\n")] = '\0';
+    for (char *s = line; n < max;) {
+        field[n++] = s;
+        char *c = strchr(s, ',');
+        if (!c) {
+            break;
+        }
+        *c = '\0';
+        s = c + 1;
+    }
+    return n;
+}
+
+static bool hot_path_row(const row *r)
+{
+    static const char *scen[] = {"wakeup", "flood", "hot", "bh", "idle"};
+    bool ours = !strncmp(r->variant, "aiopoll", 7) || !strncmp(r->variant, "aio_", 4) ||
+                !strcmp(r->scenario, "hot");
+    if (!ours || strstr(r->metric, "syscalls")) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(scen) / sizeof(scen[0]); i++) {
+        if (!strcmp(r->scenario, scen[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int bu_compare(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return -errno;
+    }
+    double *old = malloc((nrows ? nrows : 1) * sizeof(*old));
+    char (*oldc)[48] = calloc(nrows ? nrows : 1, sizeof(*oldc));
+    if (!old || !oldc) {
+        fclose(f);
+        free(old);
+        free(oldc);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < nrows; i++) {
+        old[i] = NAN;
+    }
+    char line[512];
+    /* Older files have no commit column; columns are found by name. */
+    int c_scen = -1, c_param = -1, c_var = -1, c_metric = -1, c_med = -1, c_commit = -1;
+    if (fgets(line, sizeof(line), f)) {
+        char *fl[16];
+        int n = split_csv(line, fl, 16);
+        for (int i = 0; i < n; i++) {
+            c_scen = strcmp(fl[i], "scenario") ? c_scen : i;
+            c_param = strcmp(fl[i], "param") ? c_param : i;
+            c_var = strcmp(fl[i], "variant") ? c_var : i;
+            c_metric = strcmp(fl[i], "metric") ? c_metric : i;
+            c_med = strcmp(fl[i], "median") ? c_med : i;
+            c_commit = strcmp(fl[i], "commit") ? c_commit : i;
+        }
+    }
+    if (c_scen < 0 || c_param < 0 || c_var < 0 || c_metric < 0 || c_med < 0) {
+        fclose(f);
+        free(old);
+        free(oldc);
+        return -EINVAL;
+    }
+    /* The file is appended per commit: the last row of a key is the newest. */
+    while (fgets(line, sizeof(line), f)) {
+        char *fl[16];
+        int n = split_csv(line, fl, 16);
+        if (n <= c_med || n <= c_metric) {
+            continue;
+        }
+        const row *r = find_row(fl[c_scen], fl[c_param], fl[c_var], fl[c_metric]);
+        if (r) {
+            old[r - rows] = strtod(fl[c_med], NULL);
+            snprintf(oldc[r - rows], sizeof(oldc[0]), "%s",
+                     c_commit >= 0 && c_commit < n ? fl[c_commit] : "?");
+        }
+    }
+    fclose(f);
+    printf("\n== compare with %s (change of the median; spread = (max-min)/median of this "
+           "run's repetitions)\n",
+           path);
+    printf("  %-9s %-10s %-22s %-22s %12s %12s %8s %8s  %s\n", "scenario", "param", "variant",
+           "metric", "before", "now", "change", "spread", "verdict");
+    int regressed = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        const row *r = &rows[i];
+        if (isnan(old[i]) || isnan(r->median) || old[i] == 0) {
+            continue;
+        }
+        double change = (r->median - old[i]) / old[i];
+        double worse = r->higher_better ? -change : change;
+        const char *verdict;
+        if (isnan(r->spread)) {
+            verdict = "no spread measured";
+        } else if (fabs(change) <= r->spread) {
+            verdict = "within spread";
+        } else if (worse > 0) {
+            bool hot = hot_path_row(r);
+            regressed += hot;
+            verdict = hot ? "REGRESSED (hot path)" : "worse";
+        } else {
+            verdict = "better";
+        }
+        char b[32], n[32], sp[16] = "-";
+        fmt_value(b, sizeof(b), old[i], r->unit);
+        fmt_value(n, sizeof(n), r->median, r->unit);
+        if (!isnan(r->spread)) {
+            snprintf(sp, sizeof(sp), "%.1f%%", 100 * r->spread);
+        }
+        printf("  %-9s %-10s %-22s %-22s %12s %12s %+7.1f%% %8s  %s (vs %s)\n", r->scenario,
+               r->param, r->variant, r->metric, b, n, 100 * change, sp, verdict, oldc[i]);
+    }
+    printf("  %d hot-path row(s) regressed beyond their spread\n", regressed);
+    free(old);
+    free(oldc);
+    return regressed;
 }
 
 static int tracepoint_id(void)
@@ -247,12 +441,16 @@ static int tracepoint_id(void)
 }
 
 static int sc_state; /* 0 unknown, 1 works, -1 unavailable */
+static char sc_why[160];
 
-int bu_sc_open(void)
+int bu_sc_open_tid(int tid)
 {
     int id = tracepoint_id();
     if (id < 0) {
         sc_state = -1;
+        snprintf(sc_why, sizeof(sc_why),
+                 "n/a: no raw_syscalls/sys_enter in tracefs (mount it: mount -t tracefs "
+                 "nodev /sys/kernel/tracing)");
         return -1;
     }
     struct perf_event_attr attr;
@@ -262,10 +460,29 @@ int bu_sc_open(void)
     attr.config = (uint64_t)id;
     attr.sample_period = 0;
     attr.disabled = 0;
-    int fd = (int)syscall(SYS_perf_event_open, &attr, 0 /* this thread */, -1, -1,
-                          PERF_FLAG_FD_CLOEXEC);
+    int fd = (int)syscall(SYS_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        int paranoid = -9;
+        FILE *f = fopen("/proc/sys/kernel/perf_event_paranoid", "r");
+        if (f) {
+            if (fscanf(f, "%d", &paranoid) != 1) {
+                paranoid = -9;
+            }
+            fclose(f);
+        }
+        snprintf(sc_why, sizeof(sc_why),
+                 "n/a: perf_event_open refused (%s; kernel.perf_event_paranoid=%d, seccomp "
+                 "or missing CAP_PERFMON)",
+                 strerror(err), paranoid);
+    }
     sc_state = fd >= 0 ? 1 : -1;
     return fd;
+}
+
+int bu_sc_open(void)
+{
+    return bu_sc_open_tid(0);
 }
 
 int64_t bu_sc_read(int fd)
@@ -292,6 +509,29 @@ void bu_sc_close(int fd)
 
 const char *bu_sc_method(void)
 {
-    return sc_state > 0 ? "perf tracepoint raw_syscalls:sys_enter on the calling thread (exact)"
-                        : "unavailable (no perf_event_open/tracefs); run under 'strace -c -f'";
+    return sc_state > 0 ? "perf tracepoint raw_syscalls:sys_enter per thread (exact)"
+           : sc_why[0]  ? sc_why
+                        : "n/a: not tried";
+}
+
+int bu_gettid(void)
+{
+    return (int)syscall(SYS_gettid);
+}
+
+int bu_ctxsw_read(int tid, long *vol, long *invol)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    int found = 0;
+    while (fgets(line, sizeof(line), f)) {
+        found += sscanf(line, "voluntary_ctxt_switches: %ld", vol) == 1;
+        found += sscanf(line, "nonvoluntary_ctxt_switches: %ld", invol) == 1;
+    }
+    fclose(f);
+    return found == 2 ? 0 : -1;
 }

@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 pkgs=(cmake ninja-build gcc clang pkg-config libcriterion-dev liburing-dev)
 if [ "${1:-}" = "--all" ]; then
-    pkgs+=(libevent-dev libuv1-dev libglib2.0-dev mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++ spin)
+    pkgs+=(libevent-dev libuv1-dev libglib2.0-dev libev-dev mingw-w64 wine64 wine gnuplot-nox strace musl-tools g++ spin)
     pkgs+=(make meson abigail-tools doxygen nodejs)
     # Debian's npm, unless the nodejs in place brings its own (a NodeSource
     # nodejs conflicts with Debian's npm package).

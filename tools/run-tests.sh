@@ -21,7 +21,9 @@
 #   fuzz         the API fuzzer (clang libFuzzer, ASan+UBSan): every input in
 #                tests/fuzz/regressions/ and tests/fuzz/corpus/ replayed, then
 #                AIOPOLL_FUZZ_SECONDS (default 45) of fuzzing per POSIX backend
-#   bench        aiopoll-bench --quick, a smoke run of the benchmark
+#   bench        aiopoll-bench --quick, a smoke run of the benchmark, its rows
+#                compared with docs/perf.csv (informational: --compare-fail
+#                is for a quiet machine, docs/performance.md)
 #   soak         opt-in, not in the default list: the stress test with 10^7
 #                rounds on every backend, natively and under Wine, with the
 #                rounds per second (AIOPOLL_SOAK_ROUNDS, AIOPOLL_SOAK_TIMEOUT
@@ -314,7 +316,7 @@ for stage in "${stages[@]}"; do
         if cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DAIOPOLL_BUILD_BENCH=ON \
             -DAIOPOLL_BUILD_TESTS=OFF >"$dir.configure.log" 2>&1 &&
             cmake --build "$dir" --target aiopoll-bench >"$dir.build.log" 2>&1 &&
-            "$dir/bench/aiopoll-bench" --quick; then
+            "$dir/bench/aiopoll-bench" --quick --compare docs/perf.csv; then
             total_pass=$((total_pass + 1))
         else
             total_fail=$((total_fail + 1))
