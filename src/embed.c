@@ -173,7 +173,14 @@ int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns)
         e->announced = true;
         e->passed_on = false;
     }
-    int64_t t = pending ? 0 : aio__sleep_timeout(ctx);
+    /* After the announcement: a kick from here on must show on the
+     * aggregate, so what makes it show is armed first (aio_notify() kicks
+     * only while announced, and the sleep comes after this). */
+    bool arm_failed = false;
+    if (e->aggregated && ctx->ops->embed_arm) {
+        arm_failed = ctx->ops->embed_arm(ctx->be) < 0;
+    }
+    int64_t t = pending || arm_failed ? 0 : aio__sleep_timeout(ctx);
     if (t != 0 && e->aggregated && ctx->ops->embed_busy && ctx->ops->embed_busy(ctx->be)) {
         t = 0; /* readiness the aggregate object cannot show */
     }

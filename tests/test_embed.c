@@ -263,6 +263,51 @@ Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
     embedded_free(ctx);
 }
 
+/* A handler that leaves its descriptor readable (one byte of two read) is
+ * called again through the host's sleep: level-triggered, as aio_poll is.
+ * On io_uring the poll that completed is re-armed only by a submission, and
+ * the host's sleep on the ring makes none: prepare must (embed_arm). */
+Test(embed, descriptor_left_ready_wakes_the_host_again, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    fd_reader rd;
+    reader_open(ctx, &rd);
+    cr_assert(host_run_idle(ctx));
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    cr_assert(host_run_until(ctx, &rd.reads, 2), "a descriptor still readable did not wake the host");
+    cr_assert_eq(atomic_load(&rd.empty), 0, "called for readiness that was gone");
+    reader_close(ctx, &rd);
+    embedded_free(ctx);
+}
+
+/* The same with the first byte read by a nested blocking poll between
+ * prepare and the host's sleep (a host callback's AIO_WAIT_WHILE): the host
+ * then sleeps with prepare's answer, and the byte left over must still wake
+ * it. On io_uring that poll consumed the descriptor's completion, so it has
+ * to send the host round to prepare (aio__embed_stale). */
+Test(embed, nested_poll_after_prepare_leaves_a_ready_descriptor_showing, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    fd_reader rd;
+    reader_open(ctx, &rd);
+    cr_assert(host_run_idle(ctx));
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(ns, -1);
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    /* The host callback. */
+    cr_assert(tc_poll_until(ctx, &rd.reads, 1, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&rd.reads), 1);
+    host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
+    cr_assert(!(it.lost), "host asleep with a readable descriptor: lost wake-up");
+    cr_assert(host_run_until(ctx, &rd.reads, 2));
+    cr_assert_eq(atomic_load(&rd.empty), 0, "called for readiness that was gone");
+    reader_close(ctx, &rd);
+    embedded_free(ctx);
+}
+
 /* Between check and dispatch a host callback runs a nested blocking poll,
  * which runs the read handler check saw ready and drains the pipe. dispatch
  * must not call it again for readiness that is gone. */
@@ -354,7 +399,10 @@ Test(embed, query_aggregate_or_descriptor_set, .timeout = 30)
         /* One descriptor, the same for the whole attachment. */
         cr_assert_eq(aio_embed_query(ctx, f, 8), 1);
         cr_assert_eq(f[0].handle, first);
-        cr_assert_str_eq(aio_context_backend(ctx), "epoll", "attach moves eventfd+ppoll to epoll");
+        if (strcmp(aio_context_backend(ctx), "io_uring") != 0) {
+            cr_assert_str_eq(aio_context_backend(ctx), "epoll",
+                             "attach moves eventfd+ppoll to epoll");
+        }
     } else {
         cr_assert_eq(aio_embed_query(ctx, f, 0), 2, "a query that does not fit gives the count");
         cr_assert_eq(aio_embed_query(ctx, f, 8), 2);
