@@ -122,8 +122,16 @@ done
 check embed-correct          verify "-DEMBED"                  "$SAFETY" ""
 check embed-correct-strict   verify "-DEMBED -DSTRICT"         "$SAFETY" ""
 for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_ANNOUNCE_FLAG BUG_EMBED_NESTED_NO_PASS_ON \
-           BUG_NONBLOCKING_ACCEPT; do
+           BUG_EMBED_ANNOUNCE_LATE BUG_NONBLOCKING_ACCEPT; do
     check "embed-$bug"       bite   "-DEMBED -D$bug"           "$BUGORDER" ""
+done
+# Its liveness form: the host ends up awake whenever work is outstanding.
+# One work item per producer (-DROUNDS=1: a BH and a handler change) keeps
+# it to seconds and a few hundred MB; ROUNDS=2 takes a minute and 1.5 GB.
+EMBED_LTL="-DEMBED -DLTL -DROUNDS=1"
+check embed-correct-ltl      verify "$EMBED_LTL"               ""        "-a -f"
+for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_NESTED_NO_PASS_ON BUG_EMBED_ANNOUNCE_LATE; do
+    check "embed-$bug-ltl"   bite   "$EMBED_LTL -D$bug"        "-DREVERSE" "-a -f"
 done
 
 # aio_wait_while / aio_wait_kick (src/wait.c) on top of the blocking poll:

@@ -34,6 +34,10 @@
  *                                sleeps on a timeout/descriptor set from
  *                                before it
  *   BUG_NONBLOCKING_ACCEPT       as above, against the host's sleep
+ *   BUG_EMBED_ANNOUNCE_LATE      prepare looks for work (N2) before it
+ *                                announces (N1)
+ * The liveness form runs with -DEMBED too (-DLTL, pan -a -f), with one
+ * non-blocking poll (-DNB_POLLS=1) to keep it under a minute and a GB.
  *
  * Properties:
  *   (a) no lost wake-up.  Safety form: no thread has an end label; the home
@@ -384,6 +388,18 @@ proctype Host()
     byte nested = NESTED;
 
 prepare:  /* aio_embed_prepare(): N1 once per announcement, then N2 */
+#ifdef BUG_EMBED_ANNOUNCE_LATE
+    /* Looks for work before announcing: a notification between the look
+     * and the announcement sees notify_me == 0 and does not kick. */
+    atomic {
+        owed = false;
+        hsleepy = !notified
+    };
+    if
+    :: hsleepy && stack != 0 -> hsleepy = false
+    :: else
+    fi;
+#endif
 #ifndef BUG_EMBED_NO_ANNOUNCE
     if
     :: !announced ->
@@ -396,6 +412,7 @@ prepare:  /* aio_embed_prepare(): N1 once per announcement, then N2 */
     :: else
     fi;
 #endif
+#ifndef BUG_EMBED_ANNOUNCE_LATE
     atomic {
         owed = false;                                /* from here on, a notify must wake the host */
         hsleepy = !notified
@@ -404,6 +421,7 @@ prepare:  /* aio_embed_prepare(): N1 once per announcement, then N2 */
     :: hsleepy && stack != 0 -> hsleepy = false      /* sleep_timeout(): BHs */
     :: else
     fi;
+#endif
     hc_pending = false;                              /* query: the set the host waits on */
 cb1:  /* host callbacks before the host sleeps: AIO_WAIT_WHILE from main-loop code */
     if
