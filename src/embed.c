@@ -414,7 +414,25 @@ int aio_embed_check(AioContext *ctx)
         /* N3 without sleeping: the host slept for us. The wake-up object is
          * in this wait, so a kick is seen (and consumed below) here, on the
          * home thread, and only here. */
-        ret = aio__backend_wait(ctx, &e->set, true, &kicked);
+        if (e->set.ws.n == 0 && !ctx->ops->embed_arm && atomic_load(&ctx->kick_pending)) {
+            /* Nothing is watched, so the wait could only report the kick,
+             * and kick_pending says a notifier kicks (or has kicked): skip
+             * the zero-timeout wait, the round trip's one system call more
+             * than aio_poll's. Accepting on kick_pending is safe: it is set
+             * before the kick (seq_cst), so the notification's notified is
+             * visible to our accept, and clear_kick before the re-arm of
+             * kick_pending below can at worst miss a kick still on its way,
+             * which then stays signalled with kick_pending false: a spurious
+             * wake-up of the next sleep, never a lost one (the converse,
+             * kick_pending true over a silent object, cannot arise). Not
+             * with embed_arm (io_uring): its kick is a completion that only
+             * the wait reaps, and leaving it queued would re-arm the
+             * wake-up request twice. */
+            e->set.ws.nready = 0;
+            kicked = true;
+        } else {
+            ret = aio__backend_wait(ctx, &e->set, true, &kicked);
+        }
     }
     e->set_ok = ret == 0;
     e->check_err = ret;

@@ -308,6 +308,51 @@ Test(embed, nested_poll_after_prepare_leaves_a_ready_descriptor_showing, .timeou
     embedded_free(ctx);
 }
 
+/* With nothing watched, check accepts a pending kick without its
+ * zero-timeout wait (src/embed.c). The kick must still be consumed, or the
+ * host's next sleep returns at once, for ever. */
+Test(embed, kick_accepted_without_a_wait_is_consumed, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    cr_assert(host_run_idle(ctx));
+    int64_t ns;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+        aio_notify(ctx);
+        host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
+        cr_assert(!(it.lost));
+        cr_assert_eq(it.check, 1, "the notification was not accepted");
+    }
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(ns, -1);
+    AioEmbedFd f[HOST_MAX_FDS];
+    int n = aio_embed_query(ctx, f, HOST_MAX_FDS);
+    cr_assert_eq(n, 1);
+    struct pollfd p = {.fd = f[0].handle, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 0), 0, "a kick left signalled: the host would spin");
+    cr_assert_eq(aio_embed_check(ctx), 0);
+    embedded_free(ctx);
+}
+
+/* The same shortcut must not hide a descriptor: ready together with the
+ * kick, its handler runs in that same dispatch. */
+Test(embed, check_sees_a_descriptor_ready_with_the_kick, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    fd_reader rd;
+    reader_open(ctx, &rd);
+    cr_assert(host_run_idle(ctx));
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    aio_notify(ctx);
+    host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
+    cr_assert(!(it.lost));
+    cr_assert_eq(atomic_load(&rd.reads), 1, "a ready descriptor was skipped by check");
+    reader_close(ctx, &rd);
+    embedded_free(ctx);
+}
+
 /* Between check and dispatch a host callback runs a nested blocking poll,
  * which runs the read handler check saw ready and drains the pipe. dispatch
  * must not call it again for readiness that is gone. */
