@@ -203,6 +203,50 @@ Test(embed, notify_and_foreign_poll_while_host_asleep, .timeout = 30)
     seed_case(50);
 }
 
+/* Another thread registers a descriptor that is already readable while the
+ * host is about to sleep or asleep. The registration notifies; the host's
+ * sleep must end and the handler run through it. On io_uring the
+ * registration is only queued (no system call) and reaches the kernel with
+ * the next submission, which the woken host's check makes. */
+static void register_reader(void *p)
+{
+    fd_reader *rd = p;
+    /* No assertion on this thread: a failure shows as reads staying 0. */
+    (void)aio_set_fd_handler(rd->ctx, rd->p[0], false, read_one, NULL, NULL, rd);
+}
+
+static void registration_case(int asleep_ms)
+{
+    AioContext *ctx = embedded_new();
+    cr_assert(host_run_idle(ctx));
+    fd_reader rd = {.ctx = ctx};
+    cr_assert_eq(tsup_pipe(rd.p), 0);
+    cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
+    tc_gate g;
+    tc_gate_install(ctx, &g, AIO_HOOK_BEFORE_SLEEP, true);
+    atomic_int missed = 0;
+    tc_thread *t = tc_remote_when_sleeping(&g, asleep_ms, register_reader, &rd, &missed);
+    host_iter it = host_iterate(ctx, HOST_BOUND_MS);
+    cr_assert_eq(it.timeout_ns, -1, "nothing was pending when the host prepared");
+    cr_assert(!(it.lost), "host still asleep after %d ms: lost wake-up", HOST_BOUND_MS);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&missed), 0, "the host never reached its sleep");
+    tc_gate_remove(ctx, &g);
+    cr_assert(host_run_until(ctx, &rd.reads, 1), "the new registration never ran");
+    reader_close(ctx, &rd);
+    embedded_free(ctx);
+}
+
+Test(embed, registration_from_another_thread_before_host_sleep, .timeout = 30)
+{
+    registration_case(0);
+}
+
+Test(embed, registration_from_another_thread_while_host_asleep, .timeout = 30)
+{
+    registration_case(50);
+}
+
 /* A host callback between prepare and the host's sleep runs a nested
  * blocking poll, which accepts and dispatches. The host then sleeps with the
  * infinite timeout prepare computed: work handed over afterwards must still

@@ -32,6 +32,7 @@ typedef struct remote_bh {
 } remote_bh;
 
 typedef struct fd_reader {
+    AioContext *ctx;  /* for a registration from another thread */
     aio_fd_t p[2];    /* a pipe; the read end is registered */
     atomic_int reads; /* a byte was there */
     atomic_int empty; /* called with nothing to read */
