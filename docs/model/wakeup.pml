@@ -320,7 +320,11 @@ N3:
 #endif
 sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
        if
+#ifdef URING
        :: WAKE -> REAP(kicked)
+#else
+       :: kick -> kicked = true
+#endif
        :: atomic { fd_wakes > 0 -> fd_wakes-- }      /* a descriptor ended the sleep first */
        :: finished == NFIN && !outstanding && OWED_OK && !WAKE && !dispatch_lock ->
           /* Nothing was handed over that this sleep still owes: from here on
