@@ -173,7 +173,14 @@ int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns)
         e->announced = true;
         e->passed_on = false;
     }
-    int64_t t = pending ? 0 : aio__sleep_timeout(ctx);
+    /* After the announcement: a kick from here on must show on the
+     * aggregate, so what makes it show is armed first (aio_notify() kicks
+     * only while announced, and the sleep comes after this). */
+    bool arm_failed = false;
+    if (e->aggregated && ctx->ops->embed_arm) {
+        arm_failed = ctx->ops->embed_arm(ctx->be) < 0;
+    }
+    int64_t t = pending || arm_failed ? 0 : aio__sleep_timeout(ctx);
     if (t != 0 && e->aggregated && ctx->ops->embed_busy && ctx->ops->embed_busy(ctx->be)) {
         t = 0; /* readiness the aggregate object cannot show */
     }
@@ -407,7 +414,25 @@ int aio_embed_check(AioContext *ctx)
         /* N3 without sleeping: the host slept for us. The wake-up object is
          * in this wait, so a kick is seen (and consumed below) here, on the
          * home thread, and only here. */
-        ret = aio__backend_wait(ctx, &e->set, true, &kicked);
+        if (e->set.ws.n == 0 && !ctx->ops->embed_arm && atomic_load(&ctx->kick_pending)) {
+            /* Nothing is watched, so the wait could only report the kick,
+             * and kick_pending says a notifier kicks (or has kicked): skip
+             * the zero-timeout wait, the round trip's one system call more
+             * than aio_poll's. Accepting on kick_pending is safe: it is set
+             * before the kick (seq_cst), so the notification's notified is
+             * visible to our accept, and clear_kick before the re-arm of
+             * kick_pending below can at worst miss a kick still on its way,
+             * which then stays signalled with kick_pending false: a spurious
+             * wake-up of the next sleep, never a lost one (the converse,
+             * kick_pending true over a silent object, cannot arise). Not
+             * with embed_arm (io_uring): its kick is a completion that only
+             * the wait reaps, and leaving it queued would re-arm the
+             * wake-up request twice. */
+            e->set.ws.nready = 0;
+            kicked = true;
+        } else {
+            ret = aio__backend_wait(ctx, &e->set, true, &kicked);
+        }
     }
     e->set_ok = ret == 0;
     e->check_err = ret;

@@ -273,13 +273,19 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool n
         }
     }
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
-    if (lower_and_accept(ctx, kicked) && ctx->embed.announced) {
+    bool accepted = lower_and_accept(ctx, kicked);
+    if (ctx->embed.announced &&
+        (accepted || (set->ws.nready > 0 && ctx->ops->embed_arm))) {
         /* A nested poll inside a host loop's announced sleep (src/embed.c):
          * the host computed its timeout and descriptor set before us, and
          * what we just accepted may have changed them (a new earliest
          * timer, a registration it does not watch). Without passing that on
          * the host sleeps on stale parameters (the model's
-         * BUG_EMBED_NESTED_NO_PASS_ON). */
+         * BUG_EMBED_NESTED_NO_PASS_ON). With embed_arm (io_uring) every
+         * completion this wait reaped is re-armed only by the next
+         * submission, which the host's sleep does not make: a descriptor
+         * still ready would not show, so the host must come round to
+         * prepare too. */
         aio__embed_stale(ctx);
     }
 

@@ -127,3 +127,46 @@ Test(embed_glib, gsource_new_refusals, .timeout = 30)
     cr_assert_null(aio_embed_host(ctx));
     aio_context_unref(ctx);
 }
+
+static void count_off_home(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer p)
+{
+    (void)domain;
+    if ((level & G_LOG_LEVEL_CRITICAL) && strstr(msg, "off the home thread")) {
+        atomic_fetch_add((atomic_int *)p, 1);
+    }
+}
+
+static void iterate_three_times(void *p)
+{
+    for (int i = 0; i < 3; i++) {
+        g_main_context_iteration(p, FALSE);
+    }
+}
+
+/* Iterated on a thread that is not ctx's home: nothing is dispatched (the
+ * rule), and the adapter says so once instead of sleeping in silence; the
+ * home thread's iteration then works as before. */
+Test(embed_glib, iterated_off_the_home_thread_says_so_once, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    GMainContext *mc = g_main_context_new();
+    GSource *s = aio_context_gsource_new(ctx);
+    cr_assert_not_null(s);
+    g_source_attach(s, mc);
+    atomic_int crit = 0, ran = 0;
+    guint id = g_log_set_handler(NULL, G_LOG_LEVEL_CRITICAL, count_off_home, &crit);
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    cr_assert(tc_thread_join(tc_thread_start(iterate_three_times, mc), TC_BOUND_MS));
+    g_log_remove_handler(NULL, id);
+    cr_assert_eq(atomic_load(&crit), 1, "iterated off the home thread: %d criticals",
+                 atomic_load(&crit));
+    cr_assert_eq(atomic_load(&ran), 0, "dispatched off the home thread");
+    for (int i = 0; i < 100 && atomic_load(&ran) == 0; i++) {
+        g_main_context_iteration(mc, FALSE);
+    }
+    cr_assert_eq(atomic_load(&ran), 1, "the home thread's iteration no longer dispatches");
+    g_source_destroy(s);
+    g_source_unref(s);
+    g_main_context_unref(mc);
+    aio_context_unref(ctx);
+}

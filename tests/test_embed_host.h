@@ -10,6 +10,8 @@
 #include "test-common.h"
 
 #include <poll.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* A host sleep never lasts longer than this; one that runs into it although
@@ -30,6 +32,7 @@ typedef struct remote_bh {
 } remote_bh;
 
 typedef struct fd_reader {
+    AioContext *ctx;  /* for a registration from another thread */
     aio_fd_t p[2];    /* a pipe; the read end is registered */
     atomic_int reads; /* a byte was there */
     atomic_int empty; /* called with nothing to read */
@@ -102,6 +105,39 @@ static inline bool host_run_idle(AioContext *ctx)
         host_sleep_check_dispatch(ctx, 0, HOST_BOUND_MS);
     }
     return false;
+}
+
+/* What an adapter writes to stderr between begin and end (its off-home
+ * report: tests/test_embed_libevent.c, _libuv.c). */
+typedef struct stderr_capture {
+    int saved;
+    aio_fd_t p[2];
+} stderr_capture;
+
+static inline void stderr_capture_begin(stderr_capture *c)
+{
+    fflush(stderr);
+    cr_assert_eq(tsup_pipe(c->p), 0);
+    c->saved = dup(2);
+    cr_assert(c->saved >= 0 && dup2(c->p[1], 2) == 2);
+}
+
+/* How often needle occurs in what was written. */
+static inline int stderr_capture_end(stderr_capture *c, const char *needle)
+{
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    char buf[4096];
+    ssize_t n = read(c->p[0], buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    tsup_close(c->p[0]);
+    tsup_close(c->p[1]);
+    int count = 0;
+    for (const char *at = buf; (at = strstr(at, needle)) != NULL; at += strlen(needle)) {
+        count++;
+    }
+    return count;
 }
 
 /* ---- Callbacks and small scenarios the embedding tests share ---------- */

@@ -117,3 +117,41 @@ Test(embed_libevent, attach_refusals, .timeout = 30)
     aio_context_unref(ctx);
     event_base_free(base);
 }
+
+static void loop_three_times_nonblocking(void *p)
+{
+    for (int i = 0; i < 3; i++) {
+        event_base_loop(p, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+}
+
+/* The base run on a thread that is not ctx's home: nothing is dispatched
+ * (the rule), and instead of spinning on the aggregate a kick left readable
+ * (which nobody may clear there) the adapter unregisters and says so once;
+ * detach and a new attach on the home thread work. */
+Test(embed_libevent, run_off_the_home_thread_stops_and_says_so, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    struct event_base *base = event_base_new();
+    cr_assert_eq(aio_context_attach_event_base(ctx, base), 0);
+    atomic_int ran = 0;
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0); /* kicks */
+    stderr_capture c;
+    stderr_capture_begin(&c);
+    bool joined = tc_thread_join(tc_thread_start(loop_three_times_nonblocking, base), TC_BOUND_MS);
+    int said = stderr_capture_end(&c, "off the home thread");
+    cr_assert(joined);
+    cr_assert_eq(said, 1, "run off the home thread: %d reports", said);
+    cr_assert_eq(atomic_load(&ran), 0, "dispatched off the home thread");
+    cr_assert_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0,
+                 "still watching: the base spins on the readable aggregate");
+    aio_context_detach_event_base(ctx);
+    cr_assert_eq(aio_context_attach_event_base(ctx, base), 0);
+    for (int i = 0; i < 100 && atomic_load(&ran) == 0; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    cr_assert_eq(atomic_load(&ran), 1, "a new attach on the home thread does not dispatch");
+    aio_context_detach_event_base(ctx);
+    aio_context_unref(ctx);
+    event_base_free(base);
+}

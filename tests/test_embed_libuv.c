@@ -118,3 +118,39 @@ Test(embed_libuv, attach_refusals, .timeout = 30)
     aio_context_unref(ctx);
     cr_assert_eq(uv_loop_close(&loop), 0, "a refused attach left a handle");
 }
+
+static void run_three_times_nowait(void *p)
+{
+    for (int i = 0; i < 3; i++) {
+        uv_run(p, UV_RUN_NOWAIT);
+    }
+}
+
+/* uv_run on a thread that is not ctx's home: nothing is dispatched, the
+ * adapter unwatches (or the loop would spin on a readable aggregate) and says
+ * so once; the home thread's next uv_run watches and dispatches again. */
+Test(embed_libuv, run_off_the_home_thread_says_so_once, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(aio_context_attach_uv_loop(ctx, &loop), 0);
+    uv_run(&loop, UV_RUN_NOWAIT); /* home: the aggregate watched */
+    atomic_int ran = 0;
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
+    stderr_capture c;
+    stderr_capture_begin(&c);
+    bool joined = tc_thread_join(tc_thread_start(run_three_times_nowait, &loop), TC_BOUND_MS);
+    int said = stderr_capture_end(&c, "off the home thread");
+    cr_assert(joined);
+    cr_assert_eq(said, 1, "run off the home thread: %d reports", said);
+    cr_assert_eq(atomic_load(&ran), 0, "dispatched off the home thread");
+    for (int i = 0; i < 100 && atomic_load(&ran) == 0; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    cr_assert_eq(atomic_load(&ran), 1, "the home thread's uv_run no longer dispatches");
+    aio_context_detach_uv_loop(ctx);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    aio_context_unref(ctx);
+}

@@ -13,6 +13,7 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,16 +64,34 @@ Test(io_uring, refused_with_enosys_fails_by_name_only, .timeout = 10)
     refused_case(ENOSYS);
 }
 
-/* Not embeddable (docs/embedding.md): attaching says so and changes
- * nothing; the context works on. */
-Test(io_uring, embedding_is_refused_and_leaves_the_context_usable, .timeout = 10)
+/* Embeddable (docs/embedding.md): the ring's descriptor is the aggregate,
+ * silent while nothing is to reap and readable once aio_notify() kicked the
+ * wake-up request that prepare armed in the ring. */
+Test(io_uring, embedding_sleeps_on_the_ring_descriptor, .timeout = 10)
 {
     setenv("AIOPOLL_BACKEND", "io_uring", 1);
     AioContext *ctx = aio_context_new();
     cr_assert_not_null(ctx, "io_uring: %s", strerror(errno));
-    int dummy = 0;
-    cr_assert_eq(aio_embed_attach(ctx, &dummy), -ENOTSUP);
-    cr_assert_null(aio_embed_host(ctx));
+    int tag = 0;
+    cr_assert_eq(aio_embed_attach(ctx, &tag), 0);
+    cr_assert_str_eq(aio_context_backend(ctx), "io_uring");
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(ns, -1);
+    AioEmbedFd f[4];
+    cr_assert_eq(aio_embed_query(ctx, f, 4), 1);
+    struct pollfd p = {.fd = f[0].handle, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 0), 0, "the ring is readable with nothing to reap");
+    aio_notify(ctx);
+    cr_assert_eq(poll(&p, 1, TC_BOUND_MS), 1, "the kick did not make the ring readable");
+    cr_assert_eq(aio_embed_check(ctx), 1);
+    cr_assert_geq(aio_embed_dispatch(ctx), 0);
+    /* Consumed: the next sleep is quiet again. */
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    p.revents = 0;
+    cr_assert_eq(poll(&p, 1, 0), 0, "the kick was left on the ring");
+    cr_assert_eq(aio_embed_check(ctx), 0);
+    cr_assert_eq(aio_embed_detach(ctx), 0);
     atomic_int ran = 0;
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
     cr_assert_eq(aio_poll(ctx, true), 1);

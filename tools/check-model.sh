@@ -122,9 +122,27 @@ done
 check embed-correct          verify "-DEMBED"                  "$SAFETY" ""
 check embed-correct-strict   verify "-DEMBED -DSTRICT"         "$SAFETY" ""
 for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_ANNOUNCE_FLAG BUG_EMBED_NESTED_NO_PASS_ON \
-           BUG_NONBLOCKING_ACCEPT; do
+           BUG_EMBED_ANNOUNCE_LATE BUG_NONBLOCKING_ACCEPT; do
     check "embed-$bug"       bite   "-DEMBED -D$bug"           "$BUGORDER" ""
 done
+# Its liveness form: the host ends up awake whenever work is outstanding.
+# One work item per producer (-DROUNDS=1: a BH and a handler change) keeps
+# it to seconds and a few hundred MB; ROUNDS=2 takes a minute and 1.5 GB.
+EMBED_LTL="-DEMBED -DLTL -DROUNDS=1"
+check embed-correct-ltl      verify "$EMBED_LTL"               ""        "-a -f"
+for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_NESTED_NO_PASS_ON BUG_EMBED_ANNOUNCE_LATE; do
+    check "embed-$bug-ltl"   bite   "$EMBED_LTL -D$bug"        "-DREVERSE" "-a -f"
+done
+# The same host on io_uring (-DURING): the kick is a completion of a
+# FUTEX_WAIT request that a submission must have armed (prepare's embed_arm,
+# clear_kick's re-submission). ROUNDS=2 takes 50 s and 2 GB for safety alone.
+URING="-DEMBED -DURING -DROUNDS=1"
+check embed-uring-correct    verify "$URING"                   "$SAFETY" ""
+check embed-uring-correct-ltl verify "$URING -DLTL"            ""        "-a -f"
+check embed-uring-BUG_URING_CLEAR_NO_REARM bite "$URING -DBUG_URING_CLEAR_NO_REARM" "$BUGORDER" ""
+# Without prepare's arm only the very first host sleep is exposed (every
+# check arms again); FD_WAKES=0 keeps a descriptor from ending that sleep.
+check embed-uring-BUG_URING_NO_ARM bite "$URING -DFD_WAKES=0 -DBUG_URING_NO_ARM" "$BUGORDER" ""
 
 # aio_wait_while / aio_wait_kick (src/wait.c) on top of the blocking poll:
 # docs/model/wait.pml.

@@ -34,6 +34,14 @@
  *                                sleeps on a timeout/descriptor set from
  *                                before it
  *   BUG_NONBLOCKING_ACCEPT       as above, against the host's sleep
+ *   BUG_EMBED_ANNOUNCE_LATE      prepare looks for work (N2) before it
+ *                                announces (N1)
+ * The liveness form runs with -DEMBED too (-DLTL, pan -a -f), with one
+ * work item per producer (-DROUNDS=1) to keep it to seconds.
+ * -DEMBED -DURING: the backend is io_uring (see the state below).  Bugs:
+ *   BUG_URING_NO_ARM             prepare does not submit (embed_arm)
+ *   BUG_URING_CLEAR_NO_REARM     clear_kick leaves the wake-up request for
+ *                                the next wait instead of re-submitting it
  *
  * Properties:
  *   (a) no lost wake-up.  Safety form: no thread has an end label; the home
@@ -94,6 +102,17 @@
 byte notify_me;          /* atomic_int notify_me */
 bool notified;           /* atomic_bool notified */
 bool kick;               /* the eventfd / pipe / Win32 event: level-triggered */
+#ifdef URING
+/* -DEMBED -DURING: io_uring (src/posix/backend-io-uring.c).  kick is the
+ * futex word; the host sleeps on the ring, readable while a completion
+ * waits (cqe).  The word only makes a completion through a FUTEX_WAIT
+ * request in the kernel (req), armed by a submission (ARM: prepare's
+ * embed_arm, every blocking wait, clear_kick when embedded); a request
+ * armed while the word is set completes at once. */
+bool req;                /* the FUTEX_WAIT is in the kernel */
+bool cqe;                /* its completion waits in the CQ: the ring is readable */
+bool armed;              /* be->wake_armed */
+#endif
 bool kick_pending;       /* atomic_bool kick_pending */
 byte stack;              /* ctx->bh_pending: the set of queued oneshot BHs (bit i = item i) */
 bool hc_pending;         /* ctx->generation moved past the home thread's snapshot */
@@ -108,6 +127,20 @@ bool owed;               /* an A1 happened after the home thread's N2 read 'noti
 byte fd_wakes = FD_WAKES;
 
 #define outstanding (stack != 0 || hc_pending)
+
+#ifdef URING
+#define WAKE cqe
+/* ops->kick(): store the word, then FUTEX_WAKE the request if armed. */
+#define KICK() kick = true; atomic { if :: req -> req = false; cqe = true :: else fi }
+/* prep_wake() + io_uring_submit(): FUTEX_WAIT(word == 0). */
+#define ARM() atomic { if :: !armed -> armed = true; if :: kick -> cqe = true :: else -> req = true fi :: else fi }
+/* reap(): the wake-up completion is the kick. */
+#define REAP(k) atomic { k = cqe; cqe = false }
+#else
+#define WAKE kick
+#define KICK() kick = true
+#define REAP(k) k = kick
+#endif
 
 /* -DSTRICT: also count a notification as owed after the home thread decided
  * to sleep, even if its work has been dealt with by another thread by now
@@ -143,7 +176,7 @@ inline aio_notify()
     :: seen > 0 ->
        atomic { old = kick_pending; kick_pending = true };  /* A3: exchange */
        if
-       :: !old -> kick = true                        /* A4: ops->kick() */
+       :: !old -> KICK()                             /* A4: ops->kick() */
        :: else
        fi
     :: else
@@ -282,11 +315,18 @@ N2: /* second sleep_timeout(), only if the first said "may sleep" */
 N3:
     if
     :: sleepy ->
+#ifdef URING
+       ARM();                                        /* io_uring: the wait submits first */
+#endif
 sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
        if
+#ifdef URING
+       :: WAKE -> REAP(kicked)
+#else
        :: kick -> kicked = true
+#endif
        :: atomic { fd_wakes > 0 -> fd_wakes-- }      /* a descriptor ended the sleep first */
-       :: finished == NFIN && !outstanding && OWED_OK && !kick && !dispatch_lock ->
+       :: finished == NFIN && !outstanding && OWED_OK && !WAKE && !dispatch_lock ->
           /* Nothing was handed over that this sleep still owes: from here on
            * sleeping forever is correct.  Any other sleep that never ends
            * (stuck at 'sleep') is an invalid end state: a lost wake-up. */
@@ -299,7 +339,11 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
     :: else ->
        if
        :: true                                       /* nothing to watch: no system call */
+#ifdef URING
+       :: ARM(); REAP(kicked)                        /* wait(timeout 0) over the fds */
+#else
        :: kicked = kick                              /* wait(timeout 0) over the fds */
+#endif
        fi
     fi;
 #ifdef BUG_EMBED_ANNOUNCE_FLAG
@@ -315,6 +359,12 @@ N5:
        kick = false
 #else
        kick = false;                                 /* ops->clear_kick() */
+#ifdef URING
+       armed = false;
+#ifndef BUG_URING_CLEAR_NO_REARM
+       ARM();                                        /* embedded: re-submit at once */
+#endif
+#endif
        kick_pending = false                          /* then re-arm */
 #endif
     :: else
@@ -328,7 +378,7 @@ N6: atomic { acc = notified; notified = false };     /* exchange: accept */
                                                       * kick without notified */
        atomic { old = kick_pending; kick_pending = true };
        if
-       :: !old -> kick = true
+       :: !old -> KICK()
        :: else
        fi;
        old = false
@@ -384,6 +434,18 @@ proctype Host()
     byte nested = NESTED;
 
 prepare:  /* aio_embed_prepare(): N1 once per announcement, then N2 */
+#ifdef BUG_EMBED_ANNOUNCE_LATE
+    /* Looks for work before announcing: a notification between the look
+     * and the announcement sees notify_me == 0 and does not kick. */
+    atomic {
+        owed = false;
+        hsleepy = !notified
+    };
+    if
+    :: hsleepy && stack != 0 -> hsleepy = false
+    :: else
+    fi;
+#endif
 #ifndef BUG_EMBED_NO_ANNOUNCE
     if
     :: !announced ->
@@ -396,6 +458,7 @@ prepare:  /* aio_embed_prepare(): N1 once per announcement, then N2 */
     :: else
     fi;
 #endif
+#ifndef BUG_EMBED_ANNOUNCE_LATE
     atomic {
         owed = false;                                /* from here on, a notify must wake the host */
         hsleepy = !notified
@@ -404,6 +467,10 @@ prepare:  /* aio_embed_prepare(): N1 once per announcement, then N2 */
     :: hsleepy && stack != 0 -> hsleepy = false      /* sleep_timeout(): BHs */
     :: else
     fi;
+#endif
+#if defined(URING) && !defined(BUG_URING_NO_ARM)
+    ARM();                                           /* embed_arm, after the announcement */
+#endif
     hc_pending = false;                              /* query: the set the host waits on */
 cb1:  /* host callbacks before the host sleeps: AIO_WAIT_WHILE from main-loop code */
     if
@@ -415,16 +482,19 @@ host_sleep:  /* the host's own wait on the aggregate object (or the set) */
     :: hsleepy ->
 hsleep:
        if
-       :: kick -> skip                               /* the aggregate is readable */
+       :: WAKE -> skip                               /* the aggregate is readable */
        :: atomic { fd_wakes > 0 -> fd_wakes-- }      /* another source or a descriptor */
-       :: finished == NFIN && !outstanding && OWED_OK && !kick && !dispatch_lock ->
+       :: finished == NFIN && !outstanding && OWED_OK && !WAKE && !dispatch_lock ->
           assert(ran == pushed && in_cb == 0);
           goto idle
        fi
     :: else
     fi;
 check:  /* aio_embed_check(): wait(timeout 0, with_kick), then N4, N5, N6 */
-    kicked = kick;
+#ifdef URING
+    ARM();
+#endif
+    REAP(kicked);
     if
     :: announced ->
 #ifdef BUG_EMBED_ANNOUNCE_FLAG
@@ -436,7 +506,15 @@ check:  /* aio_embed_check(): wait(timeout 0, with_kick), then N4, N5, N6 */
     :: else
     fi;
     if
+#ifdef URING
+    :: kicked -> kick = false; armed = false;
+#ifndef BUG_URING_CLEAR_NO_REARM
+       ARM();
+#endif
+       kick_pending = false
+#else
     :: kicked -> kick = false; kick_pending = false  /* clear, then re-arm */
+#endif
     :: else
     fi;
     notified = false;                                /* accept */

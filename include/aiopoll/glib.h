@@ -10,7 +10,10 @@
  *     g_source_destroy(s);                         // detaches ctx
  *
  * The GMainContext must be iterated by the context's home thread, and only
- * by it. Everything the context dispatches (bottom halves, fd handlers,
+ * by it. Iterated on another thread, the source dispatches nothing and adds
+ * no wake-up (the embedding API refuses it with -EPERM), and the first such
+ * iteration says so with one g_critical() per source; the source stays
+ * attached and works again when the home thread iterates the GMainContext. Everything the context dispatches (bottom halves, fd handlers,
  * event notifiers, timers) runs from the source's dispatch; aio_notify()
  * from any thread wakes the main loop; a nested aio_poll(ctx, true) from any
  * GLib callback on the home thread works. The source may recurse

@@ -10,7 +10,11 @@
  *
  * The event_base must be run by the context's home thread. Attach and detach
  * on that thread; detach is also allowed from inside the context's own
- * callbacks. Several contexts may share one base.
+ * callbacks. Several contexts may share one base. Run on another thread,
+ * the adapter dispatches nothing: at its first callback there it removes
+ * its events from the base (which would otherwise spin on a descriptor
+ * nobody may clear there) and writes one line to stderr; detach and attach
+ * again on the home thread to resume.
  */
 #ifndef AIOPOLL_LIBEVENT_H
 #define AIOPOLL_LIBEVENT_H

@@ -8,7 +8,11 @@
  * keeps a GMainLoop running.
  *
  * The loop must be run by the context's home thread; attach and detach on
- * that thread (detach also from inside the context's callbacks). Several
+ * that thread (detach also from inside the context's callbacks). Run on
+ * another thread, the adapter dispatches nothing, stops watching the
+ * context's descriptors (the loop would otherwise spin on one nobody may
+ * clear there) and writes one line to stderr; the home thread's next
+ * uv_run() watches and dispatches again. Several
  * contexts may share one loop. After detach, the handles close with the
  * loop's next iteration (uv_close); run the loop once more before
  * uv_loop_close().

@@ -16,6 +16,7 @@
 
 #include <aiopoll/aio.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,24 @@ static inline void aio_host_fds_fini(AioHostFds *s)
     free(s->cur);
     free(s->old);
     memset(s, 0, sizeof(*s));
+}
+
+/* The embedding API refuses a host loop run off the context's home thread
+ * (-EPERM from prepare and check). Left alone, the host then either sleeps
+ * for ever with nothing dispatched or, once a kick has made the aggregate
+ * readable, calls the adapter back on it without end (nobody may clear it):
+ * a spin. An adapter seeing -EPERM unregisters its descriptors and says so,
+ * once, on stderr (hosts without a logging call of their own). */
+static inline void aio_host_report_off_home(const char *adapter, const AioContext *ctx,
+                                            int *reported)
+{
+    if (!*reported) {
+        *reported = 1;
+        fprintf(stderr,
+                "aiopoll-%s: host loop run off the home thread of AioContext %p: "
+                "the context is not dispatched from it\n",
+                adapter, (const void *)ctx);
+    }
 }
 
 /* Nanoseconds to whole milliseconds, rounded up (a timer must never be seen

@@ -2,6 +2,7 @@
 /* aio_context_gsource_new(): the generic embedding API in GLib's own shape. */
 #include <aiopoll/glib.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 
@@ -19,7 +20,23 @@ typedef struct AioGSource {
     AioHostFds fds;
     gpointer *tags; /* g_source_add_unix_fd() tags, parallel to fds.cur */
     size_t ntags;
+    gboolean warned_off_home;
 } AioGSource;
+
+/* The embedding API refuses every call off the context's home thread
+ * (-EPERM), which left a GMainContext iterated elsewhere sleeping for ever
+ * without a word: the notifications never kick (nothing is announced) and
+ * nothing is dispatched. Say so once per source; the source stays attached
+ * and inert (glib.h), and works again once the home thread iterates it. */
+static void off_home(AioGSource *g, int r)
+{
+    if (r == -EPERM && !g->warned_off_home) {
+        g->warned_off_home = TRUE;
+        g_critical("aiopoll: GMainContext %p iterated off the home thread of AioContext %p: "
+                   "the context is not dispatched from this GSource (aio_context_gsource_new)",
+                   (void *)g_source_get_context(&g->source), (void *)g->ctx);
+    }
+}
 
 static GIOCondition condition(const AioEmbedFd *f)
 {
@@ -49,6 +66,7 @@ static gboolean gs_prepare(GSource *source, gint *timeout)
     AioGSource *g = (AioGSource *)source;
     int64_t ns = -1;
     int r = aio_embed_prepare(g->ctx, &ns);
+    off_home(g, r);
     sync_fds(g);
     *timeout = r < 0 ? -1 : (gint)aio_host_timeout_ms(ns, INT_MAX);
     return r > 0;
@@ -56,7 +74,10 @@ static gboolean gs_prepare(GSource *source, gint *timeout)
 
 static gboolean gs_check(GSource *source)
 {
-    return aio_embed_check(((AioGSource *)source)->ctx) > 0;
+    AioGSource *g = (AioGSource *)source;
+    int r = aio_embed_check(g->ctx);
+    off_home(g, r);
+    return r > 0;
 }
 
 static gboolean gs_dispatch(GSource *source, GSourceFunc cb, gpointer data)

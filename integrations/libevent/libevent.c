@@ -29,6 +29,7 @@ typedef struct AioEventHost {
     AioHostFds fds;
     unsigned in_cb;
     bool detached; /* while in_cb: free on the way out */
+    int reported_off_home;
 } AioEventHost;
 
 static void on_ready(evutil_socket_t fd, short what, void *arg);
@@ -112,10 +113,21 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     (void)what;
     AioEventHost *h = arg;
     h->in_cb++;
-    if (aio_embed_check(h->ctx) > 0) {
+    int c = aio_embed_check(h->ctx);
+    if (c > 0) {
         aio_embed_dispatch(h->ctx);
     }
     h->in_cb--;
+    if (c == -EPERM && !h->detached) {
+        /* The base runs on a thread that is not ctx's home: stop (the base
+         * would spin on a readable aggregate) and say so. Nothing calls us
+         * again; libevent.h says to detach and attach again. */
+        aio_host_report_off_home("libevent", h->ctx, &h->reported_off_home);
+        free_evs(h);
+        evtimer_del(h->timer);
+        aio_host_fds_fini(&h->fds);
+        return;
+    }
     if (h->detached) {
         /* Detached from a callback: ctx may be gone, h is ours to free. */
         if (h->in_cb == 0) {

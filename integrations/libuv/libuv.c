@@ -29,6 +29,7 @@ typedef struct AioUvHost {
     size_t npolls;
     AioHostFds fds;
     unsigned open_handles; /* freed when the last one has closed */
+    int reported_off_home;
 } AioUvHost;
 
 static void host_free(AioUvHost *h)
@@ -104,7 +105,14 @@ static void on_prepare(uv_prepare_t *p)
     AioUvHost *h = p->data;
     int64_t ns;
     int r = aio_embed_prepare(h->ctx, &ns);
-    if (r >= 0 && sync_polls(h) < 0) {
+    if (r == -EPERM) {
+        /* uv_run on a thread that is not ctx's home: unwatch (the loop would
+         * spin on a readable aggregate) and say so. The prepare handle
+         * stays, so the home thread's next iteration watches again. */
+        aio_host_report_off_home("libuv", h->ctx, &h->reported_off_home);
+        close_polls(h);
+        aio_host_fds_fini(&h->fds);
+    } else if (r >= 0 && sync_polls(h) < 0) {
         /* Without its descriptors the loop would not wake for the context:
          * poll again soon instead. */
         r = 0;

@@ -92,6 +92,7 @@ struct AioBackend {
     int efd;                     /* eventfd (eventfd mode) */
     uint64_t efd_buf;            /* the ring reads the count into it */
     bool wake_armed;             /* home thread only */
+    bool embedded;               /* a host loop sleeps on ring_fd (home thread) */
 
     /* Registrations: watch()/unwatch() (under the context's list lock) and
      * the waiting home thread meet here, under lock. */
@@ -283,6 +284,8 @@ static void uring_kick(AioBackend *be)
     }
 }
 
+static void prep_wake(AioBackend *be);
+
 static void uring_clear_kick(AioBackend *be)
 {
     /* The ring's completion was the wake-up (and, with the eventfd, its read
@@ -293,6 +296,15 @@ static void uring_clear_kick(AioBackend *be)
         atomic_store(&be->futex_word, 0);
     }
     be->wake_armed = false;
+    if (be->embedded) {
+        /* A host loop may sleep on ring_fd without our wait() before it
+         * (a nested blocking poll between aio_embed_prepare and the host's
+         * sleep accepted this kick): the next kick must end in a completion
+         * from now on, not from the next submission. Costs nothing extra per
+         * round trip: prepare's embed_arm then finds nothing to submit. */
+        prep_wake(be);
+        (void)AIO_FAULT_CALL(AIO_FAULT_WAIT, -errno, io_uring_submit(&be->ring));
+    }
 }
 
 /* ---- watch / unwatch ------------------------------------------------------------ */
@@ -553,6 +565,49 @@ static int uring_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool 
     return err;
 }
 
+/* ---- embedding ----------------------------------------------------------------------
+ * The ring's descriptor is the aggregate: poll(2) on it reports it readable
+ * exactly while a completion is waiting, and every wake-up source of a wait()
+ * ends as a completion (a descriptor's POLL_ADD, the FUTEX_WAIT or eventfd
+ * READ on the wake-up object). What a host sleeping on it cannot do is the
+ * submission our own wait() makes first, so embed_arm makes it. */
+
+static int uring_embed_aggregate(AioBackend *be, aio_handle_t *out)
+{
+    be->embedded = true;
+    *out = be->ring.ring_fd;
+    return 0;
+}
+
+static bool uring_embed_busy(AioBackend *be)
+{
+    (void)be;
+    /* Nothing a wait() reports bypasses the completion queue. */
+    return false;
+}
+
+static int uring_embed_arm(AioBackend *be)
+{
+    if (be->forked) {
+        return -ECHILD;
+    }
+    /* The wake-up request too: after a check accepted a kick the next one
+     * must end in a completion, or aio_notify() during the host's sleep
+     * would signal a futex nobody waits on and the ring fd stay silent. */
+    prep_pending(be, true);
+    if (io_uring_sq_ready(&be->ring) == 0) {
+        return 0; /* the common round trip: everything is in the kernel */
+    }
+    int r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -errno, io_uring_submit(&be->ring));
+    /* -EBUSY/-EAGAIN: the completion queue is backed up, so the ring fd is
+     * readable anyway and the host comes back to reap; the SQEs stay queued
+     * for the next enter. */
+    if (r == -EBUSY || r == -EAGAIN || r == -EINTR) {
+        return 0;
+    }
+    return r < 0 ? r : 0;
+}
+
 static void uring_waitset_fini(AioBackend *be, AioWaitSet *set)
 {
     (void)be;
@@ -570,4 +625,7 @@ const AioBackendOps aio__backend_io_uring = {
     .wait = uring_wait,
     .waitset_fini = uring_waitset_fini,
     .forked = uring_forked,
+    .embed_aggregate = uring_embed_aggregate,
+    .embed_busy = uring_embed_busy,
+    .embed_arm = uring_embed_arm,
 };
