@@ -173,6 +173,14 @@ typedef struct AioBackendOps {
     /* Optional, for backends without an aggregate: the descriptor of the
      * wake-up object, readable while it is signalled. */
     aio_handle_t (*embed_kick_handle)(AioBackend *be);
+    /* Optional, with embed_aggregate: called by aio_embed_prepare on the
+     * home thread after the announcement and before the host sleeps on the
+     * aggregate object. Makes that object show, from now until the next
+     * wait(), everything a wait() would report (io_uring: submits the
+     * pending poll requests; win32: resets the aggregate event and re-arms
+     * the watcher thread). A negative errno makes prepare answer "timeout
+     * 0", so the host comes straight back. */
+    int (*embed_arm)(AioBackend *be);
 } AioBackendOps;
 
 /* The backends compiled for this platform, default first, NULL-terminated

@@ -173,6 +173,9 @@ int aio_embed_prepare(AioContext *ctx, int64_t *timeout_ns)
         e->announced = true;
         e->passed_on = false;
     }
+    if (e->aggregated && ctx->ops->embed_arm && ctx->ops->embed_arm(ctx->be) < 0) {
+        pending = true; /* the host comes straight back */
+    }
     int64_t t = pending ? 0 : aio__sleep_timeout(ctx);
     if (t != 0 && e->aggregated && ctx->ops->embed_busy && ctx->ops->embed_busy(ctx->be)) {
         t = 0; /* readiness the aggregate object cannot show */
