@@ -703,12 +703,14 @@ struct Embed {
     /* Not the backend's pool: a nested blocking poll on the home thread
      * takes that one for its own sleep while the watcher sleeps. */
     AioWaiterPool pool;
-    /* The watcher's: wh[0] the wake-up event, then nn notifier duplicates,
-     * ns socket events, and the poke last (a wait for any reports, and
-     * acquires, only the lowest signalled: so a registry change never hides
-     * which object fired, and a handle closed under the watcher would show
-     * as a foreign object's signal consumed, not be masked by the poke);
-     * srec borrowed from the registry. */
+    /* The watcher's: wh[0 .. nn) the notifier duplicates, then ns socket
+     * events, the wake-up event and the poke. The controls come last
+     * because a wait for any reports, and acquires, only the lowest
+     * signalled object: a poke or kick never hides which registration fired,
+     * nor would it mask a handle closed under the watcher (its value reused
+     * by an auto-reset event, whose signal the wait would then consume:
+     * embed_win32::notifier_removed_under_the_watcher_keeps_its_handle).
+     * srec is borrowed from the registry. */
     Scratch *sc;
 };
 
@@ -855,16 +857,16 @@ static int watcher_build(Embed *em)
     if (err == 0) {
         for (size_t i = 0; i < be->nreg; i++) {
             if (be->reg[i].dup) {
-                sc->wh[1 + sc->nn++] = be->reg[i].dup;
+                sc->wh[sc->nn++] = be->reg[i].dup;
             } else {
                 sc->srec[sc->ns++] = be->reg[i].rec;
             }
         }
         for (size_t i = 0; i < sc->ns; i++) {
-            sc->wh[1 + sc->nn + i] = sc->srec[i]->ev;
+            sc->wh[sc->nn + i] = sc->srec[i]->ev;
         }
-        sc->wh[0] = be->wake;
-        sc->wh[1 + sc->nn + sc->ns] = em->poke;
+        sc->wh[sc->nn + sc->ns] = be->wake;
+        sc->wh[sc->nn + sc->ns + 1] = em->poke;
     }
     ReleaseSRWLockExclusive(&be->reg_lock);
     return err;
@@ -912,7 +914,7 @@ static bool watcher_round(Embed *em, unsigned seq)
     call_watcher_hook();
     DWORD ms = starved ? aio__win32_timeout_ms_ceil(WRITE_RECHECK_NS) : INFINITE;
     AioWaitResult res = {.fired = sc->fired};
-    size_t poke = 1 + sc->nn + sc->ns;
+    size_t poke = sc->nn + sc->ns + 1;
     int err = aio__waiters_wait(&em->pool, sc->wh, poke + 1, ms, &res);
     if (err || res.failed) {
         /* No helper thread, or a handle of ours closed from outside: the
@@ -927,8 +929,8 @@ static bool watcher_round(Embed *em, unsigned seq)
             continue; /* rebuild and rescan */
         }
         hit = true;
-        if (g > sc->nn && g < poke) {
-            atomic_store_explicit(&sc->srec[g - 1 - sc->nn]->dirty, true, memory_order_relaxed);
+        if (g >= sc->nn && g < sc->nn + sc->ns) {
+            atomic_store_explicit(&sc->srec[g - sc->nn]->dirty, true, memory_order_relaxed);
         }
     }
     if (hit) {
