@@ -774,19 +774,21 @@ static void entry_release(RegEntry *e)
 
 static int reg_reserve(AioBackend *be)
 {
-    if (be->nreg < be->reg_cap) {
-        return 0;
-    }
-    size_t cap = be->reg_cap ? be->reg_cap * 2 : 16;
-    /* Exclusive: the watcher reads the array under the shared side. */
+    /* Under the lock: the watcher compacts the array (nreg) under it. */
     AcquireSRWLockExclusive(&be->reg_lock);
-    RegEntry *r = aio__realloc(be->reg, cap * sizeof(*r));
-    if (r) {
-        be->reg = r;
-        be->reg_cap = cap;
+    int err = 0;
+    if (be->nreg == be->reg_cap) {
+        size_t cap = be->reg_cap ? be->reg_cap * 2 : 16;
+        RegEntry *r = aio__realloc(be->reg, cap * sizeof(*r));
+        if (r) {
+            be->reg = r;
+            be->reg_cap = cap;
+        } else {
+            err = -ENOMEM;
+        }
     }
     ReleaseSRWLockExclusive(&be->reg_lock);
-    return r ? 0 : -ENOMEM;
+    return err;
 }
 
 static int reg_add(AioBackend *be, AioWatch *w)
