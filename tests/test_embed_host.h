@@ -1,18 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A host loop on poll(), written from docs/embedding.md alone, for
- * tests/test_embed.c; and the small records its tests share. Test thread
- * only (it asserts).
+ * A host loop written from docs/embedding.md alone, for tests/test_embed.c
+ * and tests/test_embed_win32.c: on poll() (POSIX), on
+ * WaitForMultipleObjects (Windows; the win32 backend always gives one
+ * HANDLE); and the small records its tests share. Test thread only (it
+ * asserts).
  */
 #ifndef AIOPOLL_TEST_EMBED_HOST_H
 #define AIOPOLL_TEST_EMBED_HOST_H
 
-#include "test-common.h"
+#include "test-common.h" /* first: aio.h includes winsock2.h before windows.h */
 
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <poll.h>
 #include <unistd.h>
+#endif
 
 /* A host sleep never lasts longer than this; one that runs into it although
  * the context asked for longer is a lost wake-up. */
@@ -33,7 +40,7 @@ typedef struct remote_bh {
 
 typedef struct fd_reader {
     AioContext *ctx;  /* for a registration from another thread */
-    aio_fd_t p[2];    /* a pipe; the read end is registered */
+    aio_fd_t p[2];    /* a pipe (Windows: a socket pair); p[0] is registered */
     atomic_int reads; /* a byte was there */
     atomic_int empty; /* called with nothing to read */
 } fd_reader;
@@ -43,13 +50,20 @@ typedef struct notifier_reader {
     atomic_int count;
 } notifier_reader;
 
-/* The host's sleep, then check and (if it says so) dispatch; prepare done. */
-static inline host_iter host_sleep_check_dispatch(AioContext *ctx, int64_t ns, int bound_ms)
+/* The host's own sleep on what query returned: > 0 when something is
+ * ready, 0 when ms passed. */
+static inline int host_wait(const AioEmbedFd *fds, int n, int ms)
 {
-    host_iter it = {.timeout_ns = ns};
-    AioEmbedFd fds[HOST_MAX_FDS];
-    int n = aio_embed_query(ctx, fds, HOST_MAX_FDS);
-    cr_assert(n >= 1 && n <= HOST_MAX_FDS, "aio_embed_query: %d", n);
+#ifdef _WIN32
+    HANDLE h[HOST_MAX_FDS];
+    for (int i = 0; i < n; i++) {
+        h[i] = fds[i].handle;
+    }
+    DWORD r = WaitForMultipleObjects((DWORD)n, h, FALSE, (DWORD)ms);
+    cr_assert(r < WAIT_OBJECT_0 + (DWORD)n || r == WAIT_TIMEOUT, "WaitForMultipleObjects: %lu",
+              (unsigned long)r);
+    return r != WAIT_TIMEOUT;
+#else
     struct pollfd pfd[HOST_MAX_FDS];
     for (int i = 0; i < n; i++) {
         pfd[i].fd = fds[i].handle;
@@ -57,12 +71,24 @@ static inline host_iter host_sleep_check_dispatch(AioContext *ctx, int64_t ns, i
                                 (fds[i].events & AIO_EMBED_WRITE ? POLLOUT : 0));
         pfd[i].revents = 0;
     }
+    int r = poll(pfd, (nfds_t)n, ms);
+    cr_assert(r >= 0, "poll: %d", r);
+    return r;
+#endif
+}
+
+/* The host's sleep, then check and (if it says so) dispatch; prepare done. */
+static inline host_iter host_sleep_check_dispatch(AioContext *ctx, int64_t ns, int bound_ms)
+{
+    host_iter it = {.timeout_ns = ns};
+    AioEmbedFd fds[HOST_MAX_FDS];
+    int n = aio_embed_query(ctx, fds, HOST_MAX_FDS);
+    cr_assert(n >= 1 && n <= HOST_MAX_FDS, "aio_embed_query: %d", n);
     /* Round up: a timer seen early only makes the host sleep again, but
      * that is the adapter's rule to follow. */
     int64_t ms = ns < 0 ? -1 : ns / 1000000 + (ns % 1000000 != 0);
     bool capped = ms < 0 || ms > bound_ms;
-    int r = poll(pfd, (nfds_t)n, capped ? bound_ms : (int)ms);
-    cr_assert(r >= 0, "poll: %d", r);
+    int r = host_wait(fds, n, capped ? bound_ms : (int)ms);
     it.lost = r == 0 && capped;
     it.check = aio_embed_check(ctx);
     cr_assert_geq(it.check, 0, "aio_embed_check: %d", it.check);
@@ -167,14 +193,24 @@ static inline void read_one(void *p)
 {
     fd_reader *r = p;
     char c;
-    atomic_fetch_add(read(r->p[0], &c, 1) == 1 ? &r->reads : &r->empty, 1);
+#ifdef _WIN32
+    bool got = recv(r->p[0], &c, 1, 0) == 1;
+#else
+    bool got = read(r->p[0], &c, 1) == 1;
+#endif
+    atomic_fetch_add(got ? &r->reads : &r->empty, 1);
 }
 
-/* A pipe whose read end has read_one registered in ctx. */
+/* A pipe (Windows: a loopback socket pair) whose read end has read_one
+ * registered in ctx. */
 static inline void reader_open(AioContext *ctx, fd_reader *r)
 {
     *r = (fd_reader){0};
+#ifdef _WIN32
+    cr_assert_eq(tsup_socketpair(r->p), 0);
+#else
     cr_assert_eq(tsup_pipe(r->p), 0);
+#endif
     cr_assert_eq(aio_set_fd_handler(ctx, r->p[0], false, read_one, NULL, NULL, r), 0);
 }
 

@@ -679,7 +679,10 @@ AIOPOLL_API int aio_context_set_stats_timing(AioContext *ctx, bool enable);
  *
  * Aggregation: on epoll (and eventfd+ppoll, which attach moves to epoll) the
  * host waits on one descriptor, readable when anything is ready; on Windows
- * on one HANDLE (MsgWaitForMultipleObjectsEx). pipe+poll has no aggregate:
+ * on one manual-reset event HANDLE, signalled when anything is ready, for a
+ * message loop's MsgWaitForMultipleObjectsEx (a backend thread per attached
+ * context watches the notifiers and sockets; prepare re-arms it, so prepare
+ * before every sleep; docs/embedding.md, "Windows"). pipe+poll has no aggregate:
  * query returns the wake-up descriptor plus one per watched registration.
  *
  * A prepare without a check (a host that skipped this source) is harmless:
@@ -700,13 +703,16 @@ typedef struct AioEmbedFd {
  * aio_embed_host(). Home thread. Takes a reference on ctx, released by
  * aio_embed_detach(): an unref of an attached context leaves it alive (and
  * attached) until the detach. While attached, aio_context_set_home_thread()
- * is -EBUSY. Nothing changes on failure. The backends "win32" and
- * "io_uring" cannot be embedded yet (docs/embedding.md).
+ * is -EBUSY. Nothing changes on failure. The "io_uring" backend cannot be
+ * embedded yet (docs/embedding.md). On "win32" the first attach starts the
+ * context's watcher thread (kept until the context is freed) and may fail
+ * with -EAGAIN (no thread) or -ENOMEM (no event, handle or memory).
  * @param ctx the context
  * @param host the adapter's pointer, returned by aio_embed_host()
  * @return 0, -EINVAL (NULL ctx), -EPERM (not the home thread),
  * -EBUSY (already attached, to this or another loop), -ENOTSUP (a backend
- * that cannot be embedded), -ECHILD (inherited through fork()), -ENOMEM. */
+ * that cannot be embedded), -ECHILD (inherited through fork()), -ENOMEM,
+ * -EAGAIN (win32: no watcher thread). */
 AIOPOLL_API int aio_embed_attach(AioContext *ctx, void *host);
 
 /** Ends the embedding: lowers a pending announcement, closes what query

@@ -27,6 +27,7 @@
 #include "backend.h"
 #include "platform.h"
 #include "win32-internal.h"
+#include "win32-test-hooks.h"
 #include "win32-waiters.h"
 
 /* A socket with write interest that select() calls unwritable is re-checked
@@ -51,12 +52,35 @@ typedef struct SockRec {
     atomic_bool dirty;
 } SockRec;
 
+/* One watched registration in the backend's registry (see "Embedding"
+ * below). dup and rec are the embedding's own references, taken while a
+ * watcher exists; after unwatch() the entry is "gone" and only the watcher
+ * (or destroy) releases them, once no wait of its own can name them. */
+typedef struct RegEntry {
+    AioSourceId id;
+    AioWatch *w;   /* while watched; the watch outlives unwatch() only for the core */
+    HANDLE dup;    /* a notifier: our DuplicateHandle of its (the context's) handle */
+    SockRec *rec;  /* a socket: our reference on its record */
+    bool gone;
+} RegEntry;
+
+typedef struct Embed Embed;
+
 struct AioBackend {
     HANDLE wake; /* manual-reset */
     /* Guards w->backend_data against unwatch() while a poller takes a
      * reference to the record. */
     SRWLOCK rec_lock;
     AioWaiterPool waiters;
+    /* Every watched registration, kept whether or not a host loop is
+     * attached: embed_aggregate() runs after watches exist and must know
+     * them all, and backends never read the core's source lists. */
+    SRWLOCK reg_lock;
+    RegEntry *reg;
+    size_t nreg, reg_cap;
+    /* Set once by embed_aggregate() (under the list lock, on the home
+     * thread), until destroy(). */
+    Embed *em;
 };
 
 /* An fd_set of any size: Winsock's select() reads fd_count entries,
@@ -96,10 +120,21 @@ static void rec_unref(SockRec *rec)
     }
 }
 
+/* The embedding's registry (defined with the watcher below). */
+static int reg_reserve(AioBackend *be);
+static int reg_add(AioBackend *be, AioWatch *w);
+static void reg_remove(AioBackend *be, const AioWatch *w);
+
 static int w32_watch(AioBackend *be, AioWatch *w)
 {
+    /* Room first: after the socket's association nothing may fail. */
+    int err = reg_reserve(be);
+    if (err) {
+        return err;
+    }
     if (w->obj.is_event) {
-        return 0; /* waited on through its handle; nothing to register */
+        /* Waited on through its handle; only the registry learns of it. */
+        return reg_add(be, w);
     }
     SockRec *rec = aio__calloc(1, sizeof(*rec));
     if (!rec) {
@@ -122,7 +157,7 @@ static int w32_watch(AioBackend *be, AioWatch *w)
     /* Also makes the socket non-blocking, for good (docs/win32-backend.md). */
     if (AIO_FAULT_CALL(AIO_FAULT_WSA_EVENT_SELECT, SOCKET_ERROR,
                        WSAEventSelect(rec->s, rec->ev, mask)) == SOCKET_ERROR) {
-        int err = aio__win32_wsa_errno(WSAGetLastError());
+        err = aio__win32_wsa_errno(WSAGetLastError());
         WSACloseEvent(rec->ev);
         free(rec);
         return err == -EIO ? -EBADF : err;
@@ -133,11 +168,12 @@ static int w32_watch(AioBackend *be, AioWatch *w)
     AcquireSRWLockExclusive(&be->rec_lock);
     w->backend_data = rec;
     ReleaseSRWLockExclusive(&be->rec_lock);
-    return 0;
+    return reg_add(be, w); /* cannot fail for a socket: room was reserved */
 }
 
 static void w32_unwatch(AioBackend *be, AioWatch *w)
 {
+    reg_remove(be, w);
     AcquireSRWLockExclusive(&be->rec_lock);
     SockRec *rec = w->backend_data;
     w->backend_data = NULL;
@@ -169,6 +205,7 @@ static AioBackend *w32_create(void)
         return NULL;
     }
     InitializeSRWLock(&be->rec_lock);
+    InitializeSRWLock(&be->reg_lock);
     be->wake = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, TRUE, FALSE, NULL));
     if (!be->wake || aio__waiters_init(&be->waiters) < 0) {
         if (be->wake) {
@@ -181,8 +218,12 @@ static AioBackend *w32_create(void)
     return be;
 }
 
+static void embed_destroy(AioBackend *be);
+
 static void w32_destroy(AioBackend *be)
 {
+    embed_destroy(be);
+    free(be->reg);
     aio__waiters_destroy(&be->waiters);
     CloseHandle(be->wake);
     free(be);
@@ -534,15 +575,20 @@ static int scan(AioWaitSet *set, Scratch *sc, bool with_kick, bool *kicked, bool
  * scan, so none falls between the two. (FD_READ, FD_ACCEPT: not re-posted
  * until recv/accept, but then the socket is still readable and the scan
  * says so. FD_WRITE: see WRITE_RECHECK_NS.) */
-static void reset_dirty(Scratch *sc)
+static bool reset_dirty(Scratch *sc)
 {
+    bool any = false;
     for (size_t i = 0; i < sc->ns; i++) {
         SockRec *rec = sc->srec[i];
         if (atomic_exchange_explicit(&rec->dirty, false, memory_order_relaxed)) {
             WSAResetEvent(rec->ev);
+            any = true;
         }
     }
+    return any;
 }
+
+static void embed_rescan(AioBackend *be);
 
 static int w32_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool with_kick,
                     bool *kicked)
@@ -568,7 +614,14 @@ static int w32_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool wi
         if (may_sleep) {
             /* Only the sleeping (home) thread resets events; non-blocking
              * polls on other threads just look. */
-            reset_dirty(sc);
+            if (reset_dirty(sc)) {
+                /* A nested blocking poll under an armed embedding: the
+                 * watcher may be asleep on an event just reset for
+                 * readiness that is still there (a handler that did not
+                 * drain its socket). The scan below looks again for us;
+                 * the watcher must too, after this reset. */
+                embed_rescan(be);
+            }
         }
         bool starved;
         int err = scan(set, sc, with_kick, kicked, &starved);
@@ -618,6 +671,416 @@ static int w32_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool wi
     }
 }
 
+/* ---- Embedding: one HANDLE for a host loop -------------------------------
+ *
+ * A host (a Win32 message loop) sleeps on one manual-reset "aggregate" event.
+ * A watcher thread of ours sleeps, while armed, on everything wait() would:
+ * the wake-up event, every notifier and every socket event (through its own
+ * AioWaiterPool past 63), and sets the aggregate and disarms when one fires.
+ * The core's snapshots live only while a poll walks them, so the watcher
+ * waits on the registry's own references instead (RegEntry), which only the
+ * watcher releases, between two of its waits: no handle it waits on is
+ * closed under it. Every object waited on is level (manual-reset events;
+ * sockets re-scanned by select() after their event was reset), so a watcher
+ * that looks late still sees what happened before it looked. Only the home
+ * thread resets socket events (embed_arm, its own blocking waits), as
+ * without embedding; the watcher only marks them dirty. The argument is in
+ * docs/wakeup-protocol.md, "Embedded contexts".
+ */
+
+struct Embed {
+    AioBackend *be;
+    HANDLE aggregate; /* manual-reset: what the host waits on */
+    HANDLE poke;      /* auto-reset: armed, registry changed, rescan, quit */
+    HANDLE thread;
+    /* Armed while arm_seq != fired_seq. A counter, not a flag: a watcher
+     * that fires for an arming must not disarm a later one whose reset of
+     * the aggregate came after its SetEvent (the host would sleep on a reset
+     * aggregate with nobody watching). */
+    atomic_uint arm_seq;   /* home thread */
+    atomic_uint fired_seq; /* watcher */
+    atomic_bool quit;
+    /* Not the backend's pool: a nested blocking poll on the home thread
+     * takes that one for its own sleep while the watcher sleeps. */
+    AioWaiterPool pool;
+    /* The watcher's: wh[0 .. nn) the notifier duplicates, then ns socket
+     * events, the wake-up event and the poke. The controls come last
+     * because a wait for any reports, and acquires, only the lowest
+     * signalled object: a poke or kick never hides which registration fired,
+     * nor would it mask a handle closed under the watcher (its value reused
+     * by an auto-reset event, whose signal the wait would then consume:
+     * embed_win32::notifier_removed_under_the_watcher_keeps_its_handle).
+     * srec is borrowed from the registry. */
+    Scratch *sc;
+};
+
+#if AIOPOLL_TEST_HOOKS
+static _Atomic(AioWin32WatcherHook *) watcher_hook;
+static void *_Atomic watcher_hook_opaque;
+
+void aio__win32_set_watcher_hook(AioWin32WatcherHook *hook, void *opaque)
+{
+    atomic_store(&watcher_hook_opaque, opaque);
+    atomic_store(&watcher_hook, hook);
+}
+
+static void call_watcher_hook(void)
+{
+    AioWin32WatcherHook *h = atomic_load(&watcher_hook);
+    if (h) {
+        h(atomic_load(&watcher_hook_opaque));
+    }
+}
+#else
+static void call_watcher_hook(void)
+{
+}
+#endif
+
+static int dup_for_watcher(HANDLE h, HANDLE *out)
+{
+    if (!AIO_FAULT_CALL(AIO_FAULT_DUPLICATE_HANDLE, FALSE,
+                        DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), out,
+                                        SYNCHRONIZE, FALSE, 0))) {
+        return GetLastError() == ERROR_INVALID_HANDLE ? -EBADF : -ENOMEM;
+    }
+    return 0;
+}
+
+/* The embedding's references for one watched entry. List lock held. */
+static int entry_take(RegEntry *e)
+{
+    if (e->w->obj.is_event) {
+        return dup_for_watcher(e->w->obj.handle, &e->dup);
+    }
+    /* Under the list lock, as every watch()/unwatch(): backend_data is
+     * stable here. */
+    e->rec = e->w->backend_data;
+    atomic_fetch_add(&e->rec->refs, 1);
+    return 0;
+}
+
+static void entry_release(RegEntry *e)
+{
+    if (e->dup) {
+        CloseHandle(e->dup);
+        e->dup = NULL;
+    }
+    if (e->rec) {
+        rec_unref(e->rec);
+        e->rec = NULL;
+    }
+}
+
+static int reg_reserve(AioBackend *be)
+{
+    /* Under the lock: the watcher compacts the array (nreg) under it. */
+    AcquireSRWLockExclusive(&be->reg_lock);
+    int err = 0;
+    if (be->nreg == be->reg_cap) {
+        size_t cap = be->reg_cap ? be->reg_cap * 2 : 16;
+        RegEntry *r = aio__realloc(be->reg, cap * sizeof(*r));
+        if (r) {
+            be->reg = r;
+            be->reg_cap = cap;
+        } else {
+            err = -ENOMEM;
+        }
+    }
+    ReleaseSRWLockExclusive(&be->reg_lock);
+    return err;
+}
+
+static int reg_add(AioBackend *be, AioWatch *w)
+{
+    RegEntry e = {.id = w->id, .w = w};
+    if (be->em) {
+        int err = entry_take(&e);
+        if (err) {
+            return err; /* only a notifier's duplicate can fail */
+        }
+    }
+    AcquireSRWLockExclusive(&be->reg_lock);
+    be->reg[be->nreg++] = e;
+    ReleaseSRWLockExclusive(&be->reg_lock);
+    if (be->em) {
+        SetEvent(be->em->poke); /* wait on it from now on */
+    }
+    return 0;
+}
+
+static void reg_remove(AioBackend *be, const AioWatch *w)
+{
+    AcquireSRWLockExclusive(&be->reg_lock);
+    for (size_t i = 0; i < be->nreg; i++) {
+        RegEntry *e = &be->reg[i];
+        if (e->gone || e->id != w->id) {
+            continue;
+        }
+        if (be->em) {
+            /* The watcher may be asleep on e->dup / e->rec->ev right now:
+             * it releases them itself once it no longer waits on them
+             * (closing the duplicate here would let Windows hand its value
+             * to the next object created, which the watcher would then wait
+             * on, and consume, in our name). */
+            e->gone = true;
+            e->w = NULL;
+        } else {
+            *e = be->reg[--be->nreg]; /* holds nothing */
+        }
+        break;
+    }
+    ReleaseSRWLockExclusive(&be->reg_lock);
+    if (be->em) {
+        SetEvent(be->em->poke); /* so that it lets go soon */
+    }
+}
+
+/* Watcher, between two waits: releases the gone entries (no wait of ours
+ * names them now) and lays out sc for the next wait. */
+static int watcher_build(Embed *em)
+{
+    AioBackend *be = em->be;
+    Scratch *sc = em->sc;
+    AcquireSRWLockExclusive(&be->reg_lock);
+    size_t keep = 0;
+    for (size_t i = 0; i < be->nreg; i++) {
+        if (be->reg[i].gone) {
+            entry_release(&be->reg[i]);
+        } else {
+            be->reg[keep++] = be->reg[i];
+        }
+    }
+    be->nreg = keep;
+    sc->nn = sc->ns = 0;
+    /* One more than needed: scratch_reserve sizes wh for cap + 1 handles,
+     * we need two controls. */
+    int err = scratch_reserve(sc, be->nreg + 1);
+    if (err == 0) {
+        for (size_t i = 0; i < be->nreg; i++) {
+            if (be->reg[i].dup) {
+                sc->wh[sc->nn++] = be->reg[i].dup;
+            } else {
+                sc->srec[sc->ns++] = be->reg[i].rec;
+            }
+        }
+        for (size_t i = 0; i < sc->ns; i++) {
+            sc->wh[sc->nn + i] = sc->srec[i]->ev;
+        }
+        sc->wh[sc->nn + sc->ns] = be->wake;
+        sc->wh[sc->nn + sc->ns + 1] = em->poke;
+    }
+    ReleaseSRWLockExclusive(&be->reg_lock);
+    return err;
+}
+
+static bool watcher_armed(Embed *em)
+{
+    return atomic_load(&em->arm_seq) != atomic_load(&em->fired_seq);
+}
+
+/* Shows the host what this arming (seq) found. Set, then disarm: the
+ * aggregate is never left reset with the watcher disarmed for seq. */
+static void watcher_fire(Embed *em, unsigned seq)
+{
+    SetEvent(em->aggregate);
+    atomic_store(&em->fired_seq, seq);
+}
+
+/* One armed round: false when it found something (and fired). */
+static bool watcher_round(Embed *em, unsigned seq)
+{
+    Scratch *sc = em->sc;
+    memset(sc->ev, 0, (sc->nn + sc->ns) * sizeof(*sc->ev));
+    /* After the home thread's reset of the dirty events (embed_arm, or the
+     * nested poll that poked us): a network event since then signals its
+     * event again, one before it shows here. */
+    scan_sockets(sc);
+    bool ready = false, starved = false;
+    for (size_t i = 0; i < sc->ns; i++) {
+        SockRec *rec = sc->srec[i];
+        unsigned ev = sc->ev[sc->nn + i] & rec->interest;
+        if (ev) {
+            /* Its event is (or will be) signalled for this: the next arm
+             * resets it. */
+            atomic_store_explicit(&rec->dirty, true, memory_order_relaxed);
+            ready = true;
+        } else if ((rec->interest & AIO_EV_WRITE) && !rec_unwatched(rec)) {
+            starved = true;
+        }
+    }
+    if (ready) {
+        watcher_fire(em, seq);
+        return false;
+    }
+    call_watcher_hook();
+    DWORD ms = starved ? aio__win32_timeout_ms_ceil(WRITE_RECHECK_NS) : INFINITE;
+    AioWaitResult res = {.fired = sc->fired};
+    size_t poke = sc->nn + sc->ns + 1;
+    int err = aio__waiters_wait(&em->pool, sc->wh, poke + 1, ms, &res);
+    if (err || res.failed) {
+        /* No helper thread, or a handle of ours closed from outside: the
+         * host's check does a wait() that reports it. */
+        watcher_fire(em, seq);
+        return false;
+    }
+    bool hit = false;
+    for (size_t i = 0; i < res.nfired; i++) {
+        size_t g = res.fired[i];
+        if (g == poke) {
+            continue; /* rebuild and rescan */
+        }
+        hit = true;
+        if (g >= sc->nn && g < sc->nn + sc->ns) {
+            atomic_store_explicit(&sc->srec[g - sc->nn]->dirty, true, memory_order_relaxed);
+        }
+    }
+    if (hit) {
+        watcher_fire(em, seq);
+        return false;
+    }
+    return true;
+}
+
+static DWORD WINAPI watcher_main(LPVOID arg)
+{
+    Embed *em = arg;
+    while (!atomic_load(&em->quit)) {
+        int err = watcher_build(em);
+        unsigned seq = atomic_load(&em->arm_seq);
+        if (seq == atomic_load(&em->fired_seq)) {
+            WaitForSingleObject(em->poke, INFINITE);
+        } else if (err) {
+            watcher_fire(em, seq); /* the host's check finds out */
+        } else {
+            watcher_round(em, seq);
+        }
+    }
+    return 0;
+}
+
+/* Home thread, in a sleeping wait() that just reset socket events. */
+static void embed_rescan(AioBackend *be)
+{
+    if (be->em && watcher_armed(be->em)) {
+        SetEvent(be->em->poke);
+    }
+}
+
+static void embed_free(Embed *em)
+{
+    if (em->sc) {
+        em->sc->ns = 0; /* its records are the registry's */
+        scratch_free(em->sc);
+    }
+    aio__waiters_destroy(&em->pool);
+    if (em->aggregate) {
+        CloseHandle(em->aggregate);
+    }
+    if (em->poke) {
+        CloseHandle(em->poke);
+    }
+    free(em);
+}
+
+static int w32_embed_aggregate(AioBackend *be, aio_handle_t *out)
+{
+    if (be->em) {
+        *out = be->em->aggregate; /* re-attached: the same one */
+        return 0;
+    }
+    Embed *em = aio__calloc(1, sizeof(*em));
+    if (!em) {
+        return -ENOMEM;
+    }
+    em->be = be;
+    atomic_init(&em->arm_seq, 0);
+    atomic_init(&em->fired_seq, 0);
+    atomic_init(&em->quit, false);
+    em->aggregate =
+        AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, TRUE, FALSE, NULL));
+    em->poke = AIO_FAULT_CALL(AIO_FAULT_CREATE_EVENT, NULL, CreateEventW(NULL, FALSE, FALSE, NULL));
+    em->sc = aio__calloc(1, sizeof(*em->sc));
+    int err = aio__waiters_init(&em->pool);
+    if (!em->aggregate || !em->poke || !em->sc || err) {
+        embed_free(em);
+        return -ENOMEM;
+    }
+    /* The watches that exist already (list lock held: none comes or goes). */
+    size_t taken = 0;
+    for (; taken < be->nreg; taken++) {
+        err = entry_take(&be->reg[taken]);
+        if (err) {
+            break;
+        }
+    }
+    if (err == 0) {
+        em->thread = AIO_FAULT_CALL(AIO_FAULT_THREAD, NULL,
+                                    CreateThread(NULL, 64 * 1024, watcher_main, em,
+                                                 STACK_SIZE_PARAM_IS_A_RESERVATION, NULL));
+        if (!em->thread) {
+            err = GetLastError() == ERROR_NOT_ENOUGH_MEMORY ? -ENOMEM : -EAGAIN;
+        }
+    }
+    if (err) {
+        /* Attach fails and changes nothing. */
+        while (taken-- > 0) {
+            entry_release(&be->reg[taken]);
+        }
+        embed_free(em);
+        return err;
+    }
+    be->em = em;
+    *out = em->aggregate;
+    return 0;
+}
+
+static int w32_embed_arm(AioBackend *be)
+{
+    Embed *em = be->em;
+    if (!em) {
+        return -EINVAL;
+    }
+    /* Reset before arming: whatever set it was already seen by the host or
+     * is level and will be found again by the armed watcher. */
+    ResetEvent(em->aggregate);
+    /* Here, on the home thread, not in the watcher: a blocking wait() of
+     * the home thread relies on nobody else resetting the events it sleeps
+     * on; its own resets are followed by a scan of its own (and a poke). */
+    AcquireSRWLockShared(&be->reg_lock);
+    for (size_t i = 0; i < be->nreg; i++) {
+        SockRec *rec = be->reg[i].rec;
+        if (rec && !be->reg[i].gone &&
+            atomic_exchange_explicit(&rec->dirty, false, memory_order_relaxed)) {
+            WSAResetEvent(rec->ev);
+        }
+    }
+    ReleaseSRWLockShared(&be->reg_lock);
+    /* SetEvent is a full barrier: the watcher's scan comes after the resets. */
+    atomic_fetch_add(&em->arm_seq, 1);
+    SetEvent(em->poke);
+    return 0;
+}
+
+static void embed_destroy(AioBackend *be)
+{
+    Embed *em = be->em;
+    if (!em) {
+        return;
+    }
+    atomic_store(&em->quit, true);
+    SetEvent(em->poke);
+    WaitForSingleObject(em->thread, INFINITE);
+    CloseHandle(em->thread);
+    /* Every watch was unwatched: every entry is gone, nobody waits. */
+    for (size_t i = 0; i < be->nreg; i++) {
+        entry_release(&be->reg[i]);
+    }
+    be->nreg = 0;
+    be->em = NULL;
+    embed_free(em);
+}
+
 const AioBackendOps aio__backend_win32 = {
     .name = "win32",
     .create = w32_create,
@@ -629,4 +1092,6 @@ const AioBackendOps aio__backend_win32 = {
     .wait = w32_wait,
     .waitset_fini = w32_waitset_fini,
     .forked = NULL, /* nothing is shared with another process */
+    .embed_aggregate = w32_embed_aggregate,
+    .embed_arm = w32_embed_arm,
 };
