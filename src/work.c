@@ -314,6 +314,7 @@ static void run_batch(AioWorkPool *pool, PoolThread *self)
         if (atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
             return; /* the teardown drops what is left of the batch */
         }
+        aio__call_hook(pool->ctx, AIO_HOOK_WORK_BEFORE_CLAIM);
         int expected = WORK_QUEUED;
         if (!atomic_compare_exchange_strong_explicit(&w->state, &expected, WORK_RUNNING,
                                                      memory_order_acq_rel,
@@ -363,6 +364,7 @@ static bool park(AioWorkPool *pool)
         if (work_visible(pool) || pool->wakeups > 0) {
             break;
         }
+        aio__call_hook(pool->ctx, AIO_HOOK_WORKER_SLEEP);
         bool woken = aio__cond_timedwait(&pool->park, &pool->lock, pool->idle_ns);
         if (!woken && pool->wakeups == 0 && atomic_load(&pool->nworkers) > pool->min_workers) {
             /* Leaving: uncounted first, then a last look (header comment),
@@ -422,6 +424,7 @@ static void worker_main(void *opaque)
         if (spin(pool)) {
             continue;
         }
+        aio__call_hook(pool->ctx, AIO_HOOK_WORKER_IDLE);
         if (!park(pool)) {
             break;
         }

@@ -301,6 +301,107 @@ Test(work, last_unref_waits_running_drops_queued_runs_no_done, .timeout = 20)
     cr_assert_eq(atomic_load(&total), 0, "a done ran after the last unref");
 }
 
+/* ---- the claim and the idle workers' sleep --------------------------------- */
+
+/* The worker has the job in its batch and is about to claim it; the cancel
+ * comes first and wins. The worker's claim must then fail: fn never runs, done
+ * runs once with -ECANCELED, and the job (owned by both the batch and the
+ * completion) is freed once (ASan). */
+Test(work, cancel_between_take_and_claim_wins, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    tc_gate gate;
+    tc_gate_install(ctx, &gate, AIO_HOOK_WORK_BEFORE_CLAIM, true);
+    atomic_int total = 0;
+    wk_item victim, after;
+    wk_init(&victim, ctx, NULL, &total, 1);
+    wk_init(&after, ctx, NULL, &total, 2);
+    AioWork *w = wk_submit(ctx, &victim);
+    cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS), "the worker never took the job");
+    cr_assert_eq(aio_work_cancel(w), 0, "not started, yet not cancellable");
+    cr_assert_eq(aio_work_cancel(w), -EBUSY, "cancelled twice");
+    tc_gate_release(&gate);
+    cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS));
+    cr_assert_eq(victim.done_ret, -ECANCELED);
+    /* The worker goes on: the next job runs (through the same gate, armed
+     * again, which it passes at once). */
+    tc_gate_arm(&gate);
+    tc_gate_release(&gate);
+    wk_submit(ctx, &after);
+    cr_assert(tc_poll_until(ctx, &total, 2, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&victim.fn_ran), 0, "cancel returned 0 and fn ran");
+    cr_assert_eq(atomic_load(&victim.done_runs), 1);
+    cr_assert_eq(after.done_ret, 2);
+    cr_assert(!atomic_load(&gate.timed_out));
+    tc_gate_remove(ctx, &gate);
+    aio_context_unref(ctx);
+}
+
+/* The worker is parked, just about to sleep (under the pool's lock): a
+ * submission now must wake it. With the wake lost it would sleep its idle
+ * timeout (10 s), far past the bound. */
+Test(work, submission_wakes_parked_worker, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    tc_gate gate;
+    tc_gate_install(ctx, &gate, AIO_HOOK_WORKER_SLEEP, false);
+    atomic_int total = 0;
+    wk_item first, second;
+    wk_init(&first, ctx, NULL, &total, 1);
+    wk_init(&second, ctx, NULL, &total, 2);
+    wk_submit(ctx, &first);
+    cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS));
+    cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS), "the worker never parked");
+    wk_submit(ctx, &second);
+    cr_assert(tc_poll_until(ctx, &total, 2, TC_BOUND_MS),
+              "parked worker never woke for new work: lost wake-up");
+    cr_assert_eq(second.done_ret, 2);
+    tc_gate_remove(ctx, &gate);
+    aio_context_unref(ctx);
+}
+
+/* The push lands while the worker heads for its sleep: it has found the queue
+ * empty and still counts as spinning, so the submitter wakes nobody. The
+ * worker must see the job when it parks, or it sleeps on it. */
+typedef struct wk_idle_push {
+    AioContext *ctx;
+    wk_item *it;
+    atomic_int armed;
+    atomic_int pushed;
+} wk_idle_push;
+
+static void wk_idle_push_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)ctx;
+    wk_idle_push *ip = opaque;
+    if (point == AIO_HOOK_WORKER_IDLE && atomic_exchange(&ip->armed, 0)) {
+        cr_assert_not_null(aio_work_submit(ip->ctx, wk_fn, ip->it, wk_done, ip->it));
+        atomic_store(&ip->pushed, 1);
+    }
+}
+
+Test(work, push_while_worker_heads_to_sleep_is_seen, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_int total = 0;
+    wk_item first, second;
+    wk_init(&first, ctx, NULL, &total, 1);
+    wk_init(&second, ctx, NULL, &total, 2);
+    wk_idle_push ip = {.ctx = ctx, .it = &second};
+    atomic_init(&ip.armed, 1);
+    atomic_init(&ip.pushed, 0);
+    aio__set_test_hook(ctx, wk_idle_push_hook, &ip);
+    wk_submit(ctx, &first);
+    cr_assert(tc_poll_until(ctx, &total, 2, TC_BOUND_MS),
+              "a job pushed while the worker went to sleep was never run: lost wake-up");
+    cr_assert_eq(atomic_load(&ip.pushed), 1);
+    cr_assert_eq(second.done_ret, 2);
+    aio_context_unref(ctx);
+}
+
 /* ---- stress -------------------------------------------------------------- */
 
 typedef struct wk_rec {
