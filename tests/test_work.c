@@ -8,10 +8,29 @@
  * arguments; and a stress run of 10^5 submissions from four threads with
  * cancels racing the starts.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* kill() under a strict -std=c11 */
+#endif
 #include "test-common.h"
 
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WK_ASAN 1
+#endif
+#endif
+#ifdef WK_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
 
 typedef struct wk_item {
     atomic_int *release;   /* fn blocks until *release (NULL: no blocking) */
@@ -401,6 +420,135 @@ Test(work, push_while_worker_heads_to_sleep_is_seen, .timeout = 20)
     cr_assert_eq(second.done_ret, 2);
     aio_context_unref(ctx);
 }
+
+/* ---- fork() --------------------------------------------------------------- */
+#ifndef _WIN32
+
+/* Nonzero when LeakSanitizer finds memory that nothing points to any more
+ * (0 in builds without it: the exit code then only carries the rest). */
+static int wk_leaks(void)
+{
+#ifdef WK_ASAN
+    return __lsan_do_recoverable_leak_check();
+#else
+    return 0;
+#endif
+}
+
+/* The child's exit status, or fails (after killing it) when it does not
+ * exit within the bound: a child joining threads it does not have hangs. */
+static int wk_wait_child(pid_t pid)
+{
+    int status = 0;
+    int64_t start = tsup_now_ns();
+    pid_t got;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && tsup_ms_since(start) < TC_BOUND_MS) {
+        tsup_sleep_ms(2);
+    }
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        cr_assert_fail("the child hung (waiting for the parent's workers?)");
+    }
+    cr_assert_eq(got, pid);
+    cr_assert(WIFEXITED(status), "child did not exit normally");
+    return WEXITSTATUS(status);
+}
+
+enum { WK_CHILD_LEAKED = 1, WK_CHILD_SUBMIT_FAILED = 2, WK_CHILD_NEVER_DONE = 4,
+       WK_CHILD_AFTER_FORK_FAILED = 8 };
+
+/* Work of every kind at fork(): one running (blocked in fn), three queued,
+ * one cancelled (its completion pending). Returns the context. */
+static wk_item wk_f_running, wk_f_queued[3], wk_f_cancelled;
+static atomic_int wk_f_release, wk_f_total;
+
+static AioContext *wk_fork_setup(void)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_store(&wk_f_release, 0);
+    atomic_store(&wk_f_total, 0);
+    wk_init(&wk_f_running, ctx, &wk_f_release, &wk_f_total, 1);
+    wk_submit(ctx, &wk_f_running);
+    cr_assert(tsup_wait_flag(&wk_f_running.started, TC_BOUND_MS));
+    for (int i = 0; i < 3; i++) {
+        wk_init(&wk_f_queued[i], ctx, NULL, &wk_f_total, 2);
+        wk_submit(ctx, &wk_f_queued[i]);
+    }
+    wk_init(&wk_f_cancelled, ctx, NULL, &wk_f_total, 3);
+    cr_assert_eq(aio_work_cancel(wk_submit(ctx, &wk_f_cancelled)), 0);
+    return ctx;
+}
+
+/* The parent's pool is untouched by whatever the child did. */
+static void wk_fork_parent_finish(AioContext *ctx)
+{
+    atomic_store(&wk_f_release, 1);
+    cr_assert(tc_poll_until(ctx, &wk_f_total, 5, TC_BOUND_MS), "parent's work lost");
+    cr_assert_eq(wk_f_cancelled.done_ret, -ECANCELED);
+    cr_assert_eq(wk_f_queued[2].done_ret, 2);
+    aio_context_unref(ctx);
+}
+
+/* The child's last unref: no worker of the pool exists in it, so nothing is
+ * waited for or joined, and all the pool's memory is freed (LeakSanitizer,
+ * in the child, decides the exit code). */
+Test(work, fork_child_unref_frees_pool_without_joining, .timeout = 20)
+{
+    AioContext *ctx = wk_fork_setup();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        aio_context_unref(ctx);
+        _exit(wk_leaks() ? WK_CHILD_LEAKED : 0);
+    }
+    cr_assert_eq(wk_wait_child(pid), 0, "child: 1 leaked");
+    wk_fork_parent_finish(ctx);
+}
+
+static int wk_child_fn(void *arg)
+{
+    (void)arg;
+    return 42;
+}
+
+static void wk_child_done(void *opaque, int ret)
+{
+    *(int *)opaque = ret;
+}
+
+/* after_fork gives the child a pool of its own: a submission runs on a
+ * worker of the child, and the last unref frees everything. */
+Test(work, fork_child_after_fork_submits_on_own_pool, .timeout = 20)
+{
+    AioContext *ctx = wk_fork_setup();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int rc = 0, got = 0;
+        if (aio_context_after_fork(ctx) != 0) {
+            rc |= WK_CHILD_AFTER_FORK_FAILED;
+        }
+        if (!aio_work_submit(ctx, wk_child_fn, NULL, wk_child_done, &got)) {
+            rc |= WK_CHILD_SUBMIT_FAILED;
+        }
+        int64_t start = tsup_now_ns();
+        while (got != 42 && tsup_ms_since(start) < TC_BOUND_MS / 2) {
+            aio_poll(ctx, false);
+            tsup_sleep_ms(1);
+        }
+        if (got != 42) {
+            rc |= WK_CHILD_NEVER_DONE;
+        }
+        aio_context_unref(ctx);
+        _exit(rc | (wk_leaks() ? WK_CHILD_LEAKED : 0));
+    }
+    cr_assert_eq(wk_wait_child(pid), 0,
+                 "child: 1 leaked, 2 submit failed, 4 work never done, 8 after_fork failed");
+    wk_fork_parent_finish(ctx);
+}
+#endif
 
 /* ---- stress -------------------------------------------------------------- */
 
