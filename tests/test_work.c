@@ -615,36 +615,14 @@ static void wk_submitter_main(void *arg)
     }
 }
 
-Test(work, stress_submit_cancel_race, .timeout = 120)
+/* Every record: done ran once; a cancel that returned 0 means fn never ran
+ * and done got -ECANCELED; otherwise fn ran and done got its value. */
+static void wk_stress_check(wk_stress *s, int total)
 {
-    AioContext *ctx = tc_ctx_new();
-    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 4), 0);
-    enum { T = 4 };
-    long rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000);
-    wk_stress s = {.ctx = ctx, .per_thread = (int)(rounds / T)};
-    atomic_init(&s.done_total, 0);
-    atomic_init(&s.submit_failed, 0);
-    int total = s.per_thread * T;
-    s.recs = calloc((size_t)total, sizeof(*s.recs));
-    cr_assert_not_null(s.recs);
-    wk_submitter subs[T];
-    tc_thread *th[T];
-    for (int i = 0; i < T; i++) {
-        subs[i] = (wk_submitter){.s = &s, .first = i * s.per_thread};
-        th[i] = tc_thread_start(wk_submitter_main, &subs[i]);
-    }
-    /* The home thread dispatches completions until every done ran; the
-     * watchdog inside tc_poll_until turns a lost completion into a failure,
-     * not a hang. */
-    bool all = tc_poll_until(ctx, &s.done_total, total, 60000);
-    for (int i = 0; i < T; i++) {
-        cr_assert(tc_thread_join(th[i], TC_BOUND_MS));
-    }
-    cr_assert(all, "completions lost: %d of %d done", atomic_load(&s.done_total), total);
-    cr_assert_eq(atomic_load(&s.submit_failed), 0);
+    cr_assert_eq(atomic_load(&s->submit_failed), 0);
     int cancelled = 0, busy = 0;
     for (int i = 0; i < total; i++) {
-        wk_rec *r = &s.recs[i];
+        wk_rec *r = &s->recs[i];
         cr_assert_eq(atomic_load(&r->done_runs), 1, "work %d: done ran %d times", i,
                      atomic_load(&r->done_runs));
         if (r->will_cancel && r->cancel_ret == 0) {
@@ -661,6 +639,83 @@ Test(work, stress_submit_cancel_race, .timeout = 120)
         }
     }
     cr_assert_gt(cancelled + busy, 0);
+}
+
+/* T submitter threads each run main over its share of rounds; the home
+ * thread dispatches completions until every done ran (the watchdog inside
+ * tc_poll_until turns a lost completion or a lost worker wake-up into a
+ * failure, not a hang); then every record is checked. */
+static void wk_stress_run(int nthreads, int max_workers, void (*main)(void *))
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, max_workers), 0);
+    long rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000);
+    wk_stress s = {.ctx = ctx, .per_thread = (int)(rounds / nthreads)};
+    atomic_init(&s.done_total, 0);
+    atomic_init(&s.submit_failed, 0);
+    int total = s.per_thread * nthreads;
+    s.recs = calloc((size_t)total, sizeof(*s.recs));
+    wk_submitter *subs = calloc((size_t)nthreads, sizeof(*subs));
+    tc_thread **th = calloc((size_t)nthreads, sizeof(*th));
+    cr_assert(s.recs && subs && th);
+    for (int i = 0; i < nthreads; i++) {
+        subs[i] = (wk_submitter){.s = &s, .first = i * s.per_thread};
+        th[i] = tc_thread_start(main, &subs[i]);
+    }
+    bool all = tc_poll_until(ctx, &s.done_total, total, 60000);
+    for (int i = 0; i < nthreads; i++) {
+        cr_assert(tc_thread_join(th[i], TC_BOUND_MS));
+    }
+    cr_assert(all, "completions lost: %d of %d done", atomic_load(&s.done_total), total);
+    wk_stress_check(&s, total);
+    free(th);
+    free(subs);
     free(s.recs);
     aio_context_unref(ctx);
+}
+
+Test(work, stress_submit_cancel_race, .timeout = 120)
+{
+    wk_stress_run(4, 4, wk_submitter_main);
+}
+
+/* Bursts: each submitter submits a few jobs, cancels every other one while
+ * the workers take and start them, then waits for the burst's completions.
+ * Between bursts the workers run dry, so they keep parking and being woken
+ * (and chaining wakes) while eight threads push: the lost wake-up of a
+ * parking worker shows as a burst that never completes. */
+static void wk_burst_submitter_main(void *arg)
+{
+    wk_submitter *sub = arg;
+    wk_stress *s = sub->s;
+    enum { BURST = 6 };
+    AioWork *w[BURST];
+    for (int i = 0; i < s->per_thread; i += BURST) {
+        int n = s->per_thread - i < BURST ? s->per_thread - i : BURST;
+        for (int k = 0; k < n; k++) {
+            wk_rec *r = &s->recs[sub->first + i + k];
+            r->stress = s;
+            r->will_cancel = (k % 2) == 1;
+            w[k] = aio_work_submit(s->ctx, wk_rec_fn, r, wk_rec_done, r);
+            if (!w[k]) {
+                atomic_fetch_add(&s->submit_failed, 1);
+                return; /* the home thread's bound reports the missing ones */
+            }
+        }
+        for (int k = 1; k < n; k += 2) {
+            wk_rec *r = &s->recs[sub->first + i + k];
+            r->cancel_ret = aio_work_cancel(w[k]);
+            atomic_store(&r->cancel_tried, 1);
+        }
+        for (int k = 0; k < n; k++) {
+            if (!tsup_wait_flag(&s->recs[sub->first + i + k].done_runs, TC_BOUND_MS)) {
+                return; /* lost: the home thread's bound reports it */
+            }
+        }
+    }
+}
+
+Test(work, stress_bursts_park_and_wake_many_submitters, .timeout = 120)
+{
+    wk_stress_run(8, 3, wk_burst_submitter_main);
 }
