@@ -330,20 +330,30 @@ Test(work, last_unref_waits_running_drops_queued_runs_no_done, .timeout = 20)
 
 /* ---- the claim and the idle workers' sleep --------------------------------- */
 
+/* A context whose pool has one worker, a gate at point, and two items that
+ * return 1 and 2 into *total. */
+static AioContext *wk_one_worker_gated(tc_gate *g, AioHookPoint point, bool hold,
+                                       atomic_int *total, wk_item *a, wk_item *b)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    tc_gate_install(ctx, g, point, hold);
+    wk_init(a, ctx, NULL, total, 1);
+    wk_init(b, ctx, NULL, total, 2);
+    return ctx;
+}
+
 /* The worker has the job in its batch and is about to claim it; the cancel
  * comes first and wins. The worker's claim must then fail: fn never runs, done
  * runs once with -ECANCELED, and the job (owned by both the batch and the
  * completion) is freed once (ASan). */
 Test(work, cancel_between_take_and_claim_wins, .timeout = 20)
 {
-    AioContext *ctx = tc_ctx_new();
-    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
     tc_gate gate;
-    tc_gate_install(ctx, &gate, AIO_HOOK_WORK_BEFORE_CLAIM, true);
     atomic_int total = 0;
     wk_item victim, after;
-    wk_init(&victim, ctx, NULL, &total, 1);
-    wk_init(&after, ctx, NULL, &total, 2);
+    AioContext *ctx = wk_one_worker_gated(&gate, AIO_HOOK_WORK_BEFORE_CLAIM, true, &total,
+                                          &victim, &after);
     AioWork *w = wk_submit(ctx, &victim);
     cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS), "the worker never took the job");
     cr_assert_eq(aio_work_cancel(w), 0, "not started, yet not cancellable");
@@ -371,14 +381,11 @@ Test(work, cancel_between_take_and_claim_wins, .timeout = 20)
  * timeout (10 s), far past the bound. */
 Test(work, submission_wakes_parked_worker, .timeout = 20)
 {
-    AioContext *ctx = tc_ctx_new();
-    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
     tc_gate gate;
-    tc_gate_install(ctx, &gate, AIO_HOOK_WORKER_SLEEP, false);
     atomic_int total = 0;
     wk_item first, second;
-    wk_init(&first, ctx, NULL, &total, 1);
-    wk_init(&second, ctx, NULL, &total, 2);
+    AioContext *ctx = wk_one_worker_gated(&gate, AIO_HOOK_WORKER_SLEEP, false, &total, &first,
+                                          &second);
     wk_submit(ctx, &first);
     cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS));
     cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS), "the worker never parked");
