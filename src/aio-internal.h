@@ -95,6 +95,10 @@ typedef struct AioWorkPool AioWorkPool;
  * aio_context_unref() of a context whose pool has work"). First thing of a
  * context's destruction: running work still completes into the context. */
 void aio__work_teardown(AioContext *ctx);
+/* aio_context_after_fork(): drops the pool inherited from the parent (its
+ * threads do not exist here; its unstarted work and completions are freed,
+ * no fn or done of theirs runs). The next submission makes a new pool. */
+void aio__work_after_fork(AioContext *ctx);
 
 /* ---- Loop metrics (stats.c) ---------------------------------------------- */
 

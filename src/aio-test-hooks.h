@@ -45,6 +45,15 @@ typedef enum AioHookPoint {
     /* The last unref, on its thread: the worker pool has dropped the work
      * that had not started and is about to wait for the running work. */
     AIO_HOOK_POOL_STOPPING,
+    /* A worker thread of the pool: it has taken a job into its batch and is
+     * about to claim it (QUEUED -> RUNNING) and run fn. No lock held. */
+    AIO_HOOK_WORK_BEFORE_CLAIM,
+    /* A worker thread: it found no work and stopped spinning, and is about to
+     * park (it still counts as spinning). No lock held: the hook may submit. */
+    AIO_HOOK_WORKER_IDLE,
+    /* A worker thread, under the pool's lock: parked, it found no work and is
+     * about to sleep. The hook must not call into the pool. */
+    AIO_HOOK_WORKER_SLEEP,
 } AioHookPoint;
 
 typedef void AioTestHook(AioContext *ctx, AioHookPoint point, void *opaque);

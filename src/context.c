@@ -143,6 +143,7 @@ int aio_context_after_fork(AioContext *ctx)
     if (ctx->ops->forked) {
         ctx->ops->forked(ctx->be);
     }
+    aio__work_after_fork(ctx);
     aio__sources_unwatch_all(ctx);
     ctx->ops->destroy(ctx->be);
     ctx->be = fresh;

@@ -3,19 +3,45 @@
  * The worker pool: blocking work on worker threads, completions in the
  * context (QEMU util/thread-pool.c, libuv uv_queue_work).
  *
- * Submission and start go through one mutex (pool->lock): it makes "not
- * started" a single state that cancel and the worker that would take the
- * work agree on, which is what aio_work_cancel's 0 / -EBUSY promise needs.
- * Completion is lock-free, the way bottom halves are: a finished work item
- * is pushed on a Treiber stack (done_list) and only the push onto an empty
- * stack schedules the pool's BH. The BH takes the whole stack, so a burst
- * of completions costs one aio_bh_schedule(), and aio_bh_schedule() costs no
- * system call while the context is awake (aio_notify's notify_me rule).
+ * Submission is lock-free: a Treiber push onto pool->stack. Workers take
+ * jobs in batches under take_lock, which only workers contend for: the one
+ * that finds the ready list empty takes the whole stack with one exchange and
+ * reverses it (submission order), then each worker cuts its share of the
+ * ready list (ready / max_workers, at least 1, at most BATCH_MAX), so a batch
+ * is longer than one job only when there are more queued jobs than workers.
  *
- * Workers start on demand (a submission that finds no idle worker not yet
- * woken, while fewer than max run) and exit after idle_ns without work when
- * more than min run. Exited threads are joined by the next submission that
- * starts one, or by the teardown; every thread is joined exactly once.
+ * The claim: a job's state goes QUEUED -> RUNNING (the worker, right before
+ * fn) or QUEUED -> CANCELLED (aio_work_cancel) by one compare-and-swap, so
+ * exactly one of them wins however their calls interleave, and a job sitting
+ * in a worker's batch is still "not started". The queue never unlinks a
+ * cancelled job: it stays where it is until a worker (whose CAS fails) or the
+ * teardown drops it, while its completion runs done with -ECANCELED. Such a
+ * job has two owners, the queue and the completion; the second one to let go
+ * frees it (work_release), so neither can free memory the other still reads.
+ *
+ * Idle workers: a worker without work spins a little (one spinner at a time)
+ * and then parks on pool->park (pool->lock). A submitter that finds a spinner
+ * does nothing; else it wakes a parked worker, else starts one (below max).
+ * The pairs that make this free of lost wake-ups are Dekker's (seq_cst on
+ * both sides, docs/model/pool.pml):
+ *
+ *   submitter: push ; read nspinning ; read nsleeping ; read nworkers
+ *   worker:    nsleeping++ ; nspinning-- ; read queue ; [sleep]
+ *   exiting:   nworkers-- ; nsleeping-- ; read queue ; [exit]
+ *
+ * Whichever counter the submitter saw still counting the worker, the worker
+ * changed it after the submitter's push and so reads the job afterwards.
+ * While every worker is busy a submission is one CAS and three loads.
+ *
+ * Completion is lock-free, the way bottom halves are: a finished job is
+ * pushed on a Treiber stack (done_list) and only the push onto an empty stack
+ * schedules the pool's BH. The BH takes the whole stack, so a burst of
+ * completions costs one aio_bh_schedule(), and that costs no system call
+ * while the context is awake (aio_notify's notify_me rule).
+ *
+ * Workers exit after idle_ns parked when more than min run. Exited threads
+ * are joined by the next thread start, or by the teardown; every thread is
+ * joined exactly once.
  */
 #include <stdlib.h>
 
@@ -23,6 +49,10 @@
 
 #define POOL_MAX_DEFAULT 64
 #define POOL_IDLE_NS_DEFAULT (10 * 1000000000LL)
+/* Jobs one worker takes per acquisition of take_lock, at most. */
+#define BATCH_MAX 32
+/* Checks of the queue before a worker parks (each one cpu_relax apart). */
+#define SPIN_ROUNDS 100
 
 enum { WORK_QUEUED, WORK_RUNNING, WORK_CANCELLED };
 
@@ -33,41 +63,64 @@ struct AioWork {
     AioWorkDone *done;
     void *opaque;
     int ret;              /* written before the push that publishes it */
-    int state;            /* pool->lock */
-    AioWork *prev, *next; /* pool->queue, pool->lock, while WORK_QUEUED */
+    atomic_int state;     /* the claim */
+    atomic_bool let_go;   /* CANCELLED: one of its two owners is done with it */
+    AioWork *next;        /* stack, ready list or a worker's batch */
     AioWork *done_next;   /* pool->done_list; owned by whoever pushed it */
 };
 
 typedef struct PoolThread {
     AioWorkPool *pool;
     aio_thread_t thread;
+    /* Taken, not yet finished; the head is the one running. Only its worker
+     * touches it, and a forked child that frees what the parent left. */
+    AioWork *batch;
     struct PoolThread *next;
 } PoolThread;
 
 struct AioWorkPool {
     AioContext *ctx;
+    unsigned fork_gen; /* aio__fork_generation() of the process whose threads these are */
+
+    _Atomic(AioWork *) stack; /* submitted, newest first */
+    aio_mutex_t take_lock;    /* workers only */
+    _Atomic(AioWork *) ready; /* take_lock; read without it to see work exists */
+    int nready;               /* take_lock */
+
+    atomic_int nspinning;  /* workers looking at the queue before they park */
+    atomic_int nsleeping;  /* workers between their park and their wake */
+    atomic_int nworkers;   /* started and not exiting; written under lock */
+    atomic_int max_workers;
+    atomic_bool stopping;  /* the last unref is tearing the pool down */
+
     aio_mutex_t lock;
-    aio_cond_t work_cond; /* idle workers wait here */
+    aio_cond_t park;       /* parked workers wait here */
     /* Everything below up to done_list is under lock. */
-    AioWork *head, *tail; /* not started, in submission order */
-    int min_workers, max_workers;
-    int nworkers;    /* started and not exited */
-    int nidle;       /* waiting on work_cond */
-    int nwakeups;    /* signals sent that no idle worker has taken yet */
-    bool stopping;   /* the last unref is tearing the pool down */
+    int wakeups;           /* signals that no parked worker has taken yet */
+    int min_workers;
     int64_t idle_ns;
-    PoolThread *live;   /* running threads */
-    PoolThread *exited; /* exited on their own, not joined yet */
+    PoolThread *live;      /* running threads */
+    PoolThread *exited;    /* exited on their own, not joined yet */
 
     _Atomic(AioWork *) done_list; /* finished or cancelled, LIFO */
     AioBH *done_bh;
 };
 
+/* A cancelled job's owners are its queue position and its completion; the
+ * second of them to call this frees it. Anything else has one owner. */
+static void work_release(AioWork *w)
+{
+    if (atomic_load_explicit(&w->state, memory_order_relaxed) != WORK_CANCELLED ||
+        atomic_exchange_explicit(&w->let_go, true, memory_order_acq_rel)) {
+        free(w);
+    }
+}
+
 /* Pushes w on the completion stack; the push onto an empty stack schedules
- * the BH. bh_push's argument: a push that finds the stack non-empty is taken
- * by the same BH run as the item below it, whose pusher scheduled it (the BH
- * empties the stack with one exchange, so the item below cannot have been
- * taken before our CAS read it). */
+ * the BH. A push that finds the stack non-empty is taken by the same BH run
+ * as the item below it, whose pusher scheduled it (the BH empties the stack
+ * with one exchange, so the item below cannot have been taken before our CAS
+ * read it). */
 static void work_complete(AioWorkPool *pool, AioWork *w)
 {
     AioWork *head = atomic_load_explicit(&pool->done_list, memory_order_relaxed);
@@ -80,6 +133,23 @@ static void work_complete(AioWorkPool *pool, AioWork *w)
     if (!head) {
         aio_bh_schedule(pool->done_bh);
     }
+}
+
+static AioWork *list_reverse(AioWork *w, int *count)
+{
+    AioWork *fifo = NULL;
+    int n = 0;
+    while (w) {
+        AioWork *next = w->next;
+        w->next = fifo;
+        fifo = w;
+        w = next;
+        n++;
+    }
+    if (count) {
+        *count = n;
+    }
+    return fifo;
 }
 
 static void pool_done_bh(void *opaque)
@@ -101,23 +171,8 @@ static void pool_done_bh(void *opaque)
         fifo = w->done_next;
         w->done(w->opaque, w->ret);
         aio__stats_inc(&pool->ctx->stats.work_completed);
-        free(w);
+        work_release(w);
     }
-}
-
-static void queue_unlink_locked(AioWorkPool *pool, AioWork *w)
-{
-    if (w->prev) {
-        w->prev->next = w->next;
-    } else {
-        pool->head = w->next;
-    }
-    if (w->next) {
-        w->next->prev = w->prev;
-    } else {
-        pool->tail = w->prev;
-    }
-    w->prev = w->next = NULL;
 }
 
 static void thread_list_remove(PoolThread **list, PoolThread *t)
@@ -140,54 +195,38 @@ static void join_all(PoolThread *list)
     }
 }
 
-static void worker_main(void *opaque)
+/* seq_cst: the worker's half of the pairs in the header comment. */
+static bool work_visible(AioWorkPool *pool)
 {
-    PoolThread *self = opaque;
-    AioWorkPool *pool = self->pool;
-    aio__mutex_lock(&pool->lock);
-    for (;;) {
-        AioWork *w = pool->head;
-        if (!w) {
-            if (pool->stopping || pool->nworkers > pool->max_workers) {
-                break;
-            }
-            pool->nidle++;
-            bool woken = aio__cond_timedwait(&pool->work_cond, &pool->lock, pool->idle_ns);
-            pool->nidle--;
-            if (pool->nwakeups > 0) {
-                pool->nwakeups--;
-            }
-            /* The queue is checked before leaving: a submission whose signal
-             * raced with our timeout still finds a worker. */
-            if (!woken && !pool->head && !pool->stopping &&
-                pool->nworkers > pool->min_workers) {
-                break;
-            }
-            continue;
-        }
-        queue_unlink_locked(pool, w);
-        w->state = WORK_RUNNING;
-        aio__mutex_unlock(&pool->lock);
-        /* No state change after fn: running and finished both answer
-         * -EBUSY, so cancel needs no second lock round here. */
-        w->ret = w->fn(w->arg);
-        work_complete(pool, w);
-        aio__mutex_lock(&pool->lock);
-    }
-    pool->nworkers--;
-    /* During teardown the tearing thread owns both lists (it took them
-     * under this lock after setting stopping) and joins us from there. */
-    if (!pool->stopping) {
-        thread_list_remove(&pool->live, self);
-        self->next = pool->exited;
-        pool->exited = self;
-    }
-    aio__mutex_unlock(&pool->lock);
+    return atomic_load(&pool->stack) || atomic_load(&pool->ready);
 }
 
-/* Under pool->lock: starts one worker. */
+/* Under lock: one parked worker gets up, unless one woken earlier has not
+ * yet: that one reads the queue anyway, and chains the next wake when it
+ * leaves work behind (take_batch), so a burst of submissions costs one
+ * signal, not one per parked worker. The woken worker counts as spinning
+ * from here (the waker raises nspinning for it) until it reads the queue, so
+ * later submitters skip even this lock. */
+static void wake_one_locked(AioWorkPool *pool)
+{
+    if (pool->wakeups == 0 && atomic_load(&pool->nsleeping) > 0) {
+        pool->wakeups++;
+        atomic_fetch_add(&pool->nspinning, 1);
+        aio__cond_signal(&pool->park);
+    }
+}
+
+static void worker_main(void *opaque);
+
+/* Under lock: starts one worker unless max run. */
 static int start_worker_locked(AioWorkPool *pool)
 {
+    /* stopping: the teardown takes the thread list under this lock once,
+     * after setting it; a thread started later would never be joined. */
+    if (atomic_load(&pool->stopping) ||
+        atomic_load(&pool->nworkers) >= atomic_load(&pool->max_workers)) {
+        return 0;
+    }
     PoolThread *t = aio__calloc(1, sizeof(*t));
     if (!t) {
         return -ENOMEM;
@@ -200,8 +239,208 @@ static int start_worker_locked(AioWorkPool *pool)
     }
     t->next = pool->live;
     pool->live = t;
-    pool->nworkers++;
+    atomic_fetch_add(&pool->nworkers, 1);
     return 0;
+}
+
+/* After new work became visible (a push, or a batch cut that left some):
+ * makes sure some worker will look at it. Returns a thread start's error when
+ * no worker runs at all. */
+static int pool_kick(AioWorkPool *pool)
+{
+    /* A spinner reads the queue after it stops spinning (header comment). */
+    if (atomic_load(&pool->nspinning) > 0) {
+        return 0;
+    }
+    bool sleepers = atomic_load(&pool->nsleeping) > 0;
+    if (!sleepers && atomic_load(&pool->nworkers) >= atomic_load(&pool->max_workers)) {
+        return 0;
+    }
+    aio__mutex_lock(&pool->lock);
+    int err = 0;
+    if (atomic_load(&pool->nsleeping) > 0) {
+        wake_one_locked(pool);
+    } else {
+        err = start_worker_locked(pool);
+        if (err && atomic_load(&pool->nworkers) > 0) {
+            err = 0; /* the running ones come round to it */
+        }
+    }
+    PoolThread *exited = pool->exited;
+    pool->exited = NULL;
+    aio__mutex_unlock(&pool->lock);
+    join_all(exited);
+    return err;
+}
+
+/* Moves this worker's share of the queue to self->batch. */
+static bool take_batch(AioWorkPool *pool, PoolThread *self)
+{
+    aio__mutex_lock(&pool->take_lock);
+    AioWork *r = atomic_load_explicit(&pool->ready, memory_order_relaxed);
+    if (!r) {
+        /* acquire: the submitters' fields, published by their release CAS. */
+        AioWork *lifo = atomic_exchange_explicit(&pool->stack, NULL, memory_order_acquire);
+        r = list_reverse(lifo, &pool->nready);
+    }
+    if (!r) {
+        aio__mutex_unlock(&pool->take_lock);
+        return false;
+    }
+    int k = pool->nready / atomic_load_explicit(&pool->max_workers, memory_order_relaxed);
+    k = k < 1 ? 1 : k > BATCH_MAX ? BATCH_MAX : k;
+    AioWork *tail = r;
+    for (int i = 1; i < k; i++) {
+        tail = tail->next;
+    }
+    AioWork *rest = tail->next;
+    tail->next = NULL;
+    pool->nready -= k;
+    /* seq_cst: pairs with a parking worker's nsleeping++ (it reads ready
+     * after, we read nsleeping after this, in pool_kick). */
+    atomic_store(&pool->ready, rest);
+    self->batch = r;
+    aio__mutex_unlock(&pool->take_lock);
+    if (rest) {
+        pool_kick(pool);
+    }
+    return true;
+}
+
+static void run_batch(AioWorkPool *pool, PoolThread *self)
+{
+    AioWork *w;
+    while ((w = self->batch)) {
+        if (atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
+            return; /* the teardown drops what is left of the batch */
+        }
+        aio__call_hook(pool->ctx, AIO_HOOK_WORK_BEFORE_CLAIM);
+        int expected = WORK_QUEUED;
+        if (!atomic_compare_exchange_strong_explicit(&w->state, &expected, WORK_RUNNING,
+                                                     memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+            /* A cancel claimed it; its completion is under way. */
+            self->batch = w->next;
+            work_release(w);
+            continue;
+        }
+        w->ret = w->fn(w->arg);
+        /* Off the batch before the push: a fork in between makes the child
+         * leak w, the other order would make it free w twice. */
+        self->batch = w->next;
+        work_complete(pool, w);
+    }
+}
+
+/* Parks until work, a wake, stopping or the idle timeout. Returns false when
+ * the worker leaves the pool (it is then no longer counted in nworkers). */
+static bool park(AioWorkPool *pool)
+{
+    bool stay = true;
+    aio__mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->nsleeping, 1);
+    atomic_fetch_sub(&pool->nspinning, 1);
+    for (;;) {
+        if (atomic_load(&pool->stopping)) {
+            atomic_fetch_sub(&pool->nworkers, 1);
+            stay = false;
+            break;
+        }
+        if (atomic_load(&pool->nworkers) > atomic_load(&pool->max_workers)) {
+            /* Above a lowered maximum. A wake meant for us, or work a
+             * submitter saw us counted for, passes to another sleeper. */
+            atomic_fetch_sub(&pool->nworkers, 1);
+            atomic_fetch_sub(&pool->nsleeping, 1);
+            if (pool->wakeups > 0) {
+                pool->wakeups--;
+                atomic_fetch_sub(&pool->nspinning, 1);
+            }
+            if (work_visible(pool)) {
+                wake_one_locked(pool);
+            }
+            aio__mutex_unlock(&pool->lock);
+            return false;
+        }
+        if (work_visible(pool) || pool->wakeups > 0) {
+            break;
+        }
+        aio__call_hook(pool->ctx, AIO_HOOK_WORKER_SLEEP);
+        bool woken = aio__cond_timedwait(&pool->park, &pool->lock, pool->idle_ns);
+        if (!woken && pool->wakeups == 0 && atomic_load(&pool->nworkers) > pool->min_workers) {
+            /* Leaving: uncounted first, then a last look (header comment),
+             * so that a submitter that saw us has pushed before it. */
+            atomic_fetch_sub(&pool->nworkers, 1);
+            atomic_fetch_sub(&pool->nsleeping, 1);
+            if (!work_visible(pool)) {
+                aio__mutex_unlock(&pool->lock);
+                return false;
+            }
+            atomic_fetch_add(&pool->nworkers, 1);
+            atomic_fetch_add(&pool->nsleeping, 1);
+            break;
+        }
+    }
+    if (pool->wakeups > 0) {
+        pool->wakeups--; /* nspinning was raised for us by the waker */
+    } else if (stay) {
+        /* Counted as spinning before we stop counting as sleeping: no
+         * moment where a submitter could see neither. */
+        atomic_fetch_add(&pool->nspinning, 1);
+    }
+    atomic_fetch_sub(&pool->nsleeping, 1);
+    aio__mutex_unlock(&pool->lock);
+    return stay;
+}
+
+/* One spinner at a time: the others would only take CPU from the threads
+ * that produce the work. Returns true when work showed up. Leaves with
+ * nspinning raised when it did not (park lowers it, in the right order). */
+static bool spin(AioWorkPool *pool)
+{
+    int before = atomic_fetch_add(&pool->nspinning, 1);
+    for (int i = 0; before == 0 && i < SPIN_ROUNDS; i++) {
+        if (work_visible(pool)) {
+            atomic_fetch_sub(&pool->nspinning, 1);
+            return true;
+        }
+        aio__cpu_relax();
+    }
+    return false;
+}
+
+static void worker_main(void *opaque)
+{
+    PoolThread *self = opaque;
+    AioWorkPool *pool = self->pool;
+    for (;;) {
+        if (atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
+            atomic_fetch_sub(&pool->nworkers, 1);
+            break;
+        }
+        if (take_batch(pool, self)) {
+            run_batch(pool, self);
+            continue;
+        }
+        if (spin(pool)) {
+            continue;
+        }
+        aio__call_hook(pool->ctx, AIO_HOOK_WORKER_IDLE);
+        if (!park(pool)) {
+            break;
+        }
+        /* park left us counted in nspinning; the next take_batch reads the
+         * queue after this (the counter pairs with the submitter's push). */
+        atomic_fetch_sub(&pool->nspinning, 1);
+    }
+    aio__mutex_lock(&pool->lock);
+    /* During teardown the tearing thread owns both lists (it took them
+     * under this lock after setting stopping) and joins us from there. */
+    if (!atomic_load(&pool->stopping)) {
+        thread_list_remove(&pool->live, self);
+        self->next = pool->exited;
+        pool->exited = self;
+    }
+    aio__mutex_unlock(&pool->lock);
 }
 
 static AioWorkPool *pool_new(AioContext *ctx)
@@ -216,20 +455,17 @@ static AioWorkPool *pool_new(AioContext *ctx)
         return NULL;
     }
     pool->ctx = ctx;
+    pool->fork_gen = aio__fork_generation();
+    aio__mutex_init(&pool->take_lock);
     aio__mutex_init(&pool->lock);
-    aio__cond_init(&pool->work_cond);
+    aio__cond_init(&pool->park);
     pool->min_workers = 0;
-    pool->max_workers = POOL_MAX_DEFAULT;
+    atomic_init(&pool->max_workers, POOL_MAX_DEFAULT);
     pool->idle_ns = POOL_IDLE_NS_DEFAULT;
+    atomic_init(&pool->stack, NULL);
+    atomic_init(&pool->ready, NULL);
     atomic_init(&pool->done_list, NULL);
     return pool;
-}
-
-static void pool_free(AioWorkPool *pool)
-{
-    aio__cond_destroy(&pool->work_cond);
-    aio__mutex_destroy(&pool->lock);
-    free(pool);
 }
 
 /* ctx's pool, made on first use. Two first users may race: the CAS picks
@@ -249,7 +485,10 @@ static AioWorkPool *pool_get(AioContext *ctx)
     if (!atomic_compare_exchange_strong_explicit(&ctx->pool, &pool, fresh,
                                                  memory_order_acq_rel, memory_order_acquire)) {
         aio_bh_delete(fresh->done_bh);
-        pool_free(fresh);
+        aio__cond_destroy(&fresh->park);
+        aio__mutex_destroy(&fresh->lock);
+        aio__mutex_destroy(&fresh->take_lock);
+        free(fresh);
         return pool;
     }
     return fresh;
@@ -266,36 +505,28 @@ AioWork *aio_work_submit(AioContext *ctx, AioWorkFunc *fn, void *arg, AioWorkDon
     if (!w) {
         return NULL;
     }
-    *w = (AioWork){.pool = pool, .fn = fn, .arg = arg, .done = done, .opaque = opaque,
-                   .state = WORK_QUEUED};
+    *w = (AioWork){.pool = pool, .fn = fn, .arg = arg, .done = done, .opaque = opaque};
+    atomic_init(&w->state, WORK_QUEUED);
+    atomic_init(&w->let_go, false);
 
-    aio__mutex_lock(&pool->lock);
-    w->prev = pool->tail;
-    if (pool->tail) {
-        pool->tail->next = w;
-    } else {
-        pool->head = w;
-    }
-    pool->tail = w;
-    if (pool->nidle > pool->nwakeups) {
-        /* An idle worker that no earlier submission has claimed. */
-        pool->nwakeups++;
-        aio__cond_signal(&pool->work_cond);
-    } else if (pool->nworkers < pool->max_workers) {
-        int err = start_worker_locked(pool);
-        if (err && pool->nworkers == 0) {
-            /* Nobody would ever run it. With workers left it waits for
-             * one of them instead. */
-            queue_unlink_locked(pool, w);
-            aio__mutex_unlock(&pool->lock);
-            free(w);
+    AioWork *head = atomic_load_explicit(&pool->stack, memory_order_relaxed);
+    do {
+        w->next = head;
+        /* seq_cst: the submitter's half of the pairs in the header comment;
+         * also the release that publishes w's fields to the taker. */
+    } while (!atomic_compare_exchange_weak_explicit(&pool->stack, &head, w,
+                                                    memory_order_seq_cst,
+                                                    memory_order_relaxed));
+    if (pool_kick(pool)) {
+        /* No worker runs and none could start: take the job back the way a
+         * cancel would (one owner, the stack, keeps it until a worker or the
+         * teardown drops it). A worker cannot have claimed it: none runs. */
+        int expected = WORK_QUEUED;
+        if (atomic_compare_exchange_strong(&w->state, &expected, WORK_CANCELLED)) {
+            work_release(w);
             return NULL;
         }
     }
-    PoolThread *exited = pool->exited;
-    pool->exited = NULL;
-    aio__mutex_unlock(&pool->lock);
-    join_all(exited);
     return w;
 }
 
@@ -304,21 +535,18 @@ int aio_work_cancel(AioWork *w)
     if (!w) {
         return -EINVAL;
     }
-    AioWorkPool *pool = w->pool;
-    aio__mutex_lock(&pool->lock);
-    if (w->state != WORK_QUEUED) {
-        aio__mutex_unlock(&pool->lock);
+    int expected = WORK_QUEUED;
+    /* The claim (header comment): a worker's CAS from QUEUED to RUNNING and
+     * this one cannot both succeed. acq_rel: the worker that fails its CAS
+     * sees ret, and the completion below is published after the claim. */
+    if (!atomic_compare_exchange_strong_explicit(&w->state, &expected, WORK_CANCELLED,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
         return -EBUSY;
     }
-    /* Out of the queue under the lock that a starting worker takes it
-     * under: from here on no worker can see it, so fn never runs. */
-    queue_unlink_locked(pool, w);
-    w->state = WORK_CANCELLED;
     w->ret = -ECANCELED;
-    aio__mutex_unlock(&pool->lock);
     /* done runs in the context, never inside this call (the caller may
      * hold a lock that done takes). */
-    work_complete(pool, w);
+    work_complete(w->pool, w);
     return 0;
 }
 
@@ -333,11 +561,94 @@ int aio_context_set_thread_pool_params(AioContext *ctx, int min_workers, int max
     }
     aio__mutex_lock(&pool->lock);
     pool->min_workers = min_workers;
-    pool->max_workers = max_workers;
-    /* Idle workers re-check: those above the new maximum exit. */
-    aio__cond_broadcast(&pool->work_cond);
+    atomic_store(&pool->max_workers, max_workers);
+    /* Parked workers re-check: those above the new maximum exit. */
+    aio__cond_broadcast(&pool->park);
     aio__mutex_unlock(&pool->lock);
     return 0;
+}
+
+static void release_list(AioWork *w)
+{
+    while (w) {
+        AioWork *next = w->next;
+        work_release(w);
+        w = next;
+    }
+}
+
+/* Frees every job the pool still holds, none of its fn or done runs: the
+ * stack, the ready list and the batches (queue owners), and done_list
+ * (completion owners). With consistent false (a forked child whose parent
+ * was inside take_lock or lock at fork()), the lists those locks guard may
+ * be torn: they are leaked rather than freed twice. */
+static void pool_drop_jobs(AioWorkPool *pool, PoolThread *threads, bool consistent)
+{
+    release_list(atomic_exchange(&pool->stack, NULL));
+    for (AioWork *d = atomic_exchange(&pool->done_list, NULL); d;) {
+        AioWork *next = d->done_next;
+        work_release(d);
+        d = next;
+    }
+    if (!consistent) {
+        return;
+    }
+    release_list(atomic_exchange(&pool->ready, NULL));
+    for (PoolThread *t = threads; t; t = t->next) {
+        release_list(t->batch);
+        t->batch = NULL;
+    }
+}
+
+static void free_threads(PoolThread *t)
+{
+    while (t) {
+        PoolThread *next = t->next;
+        free(t);
+        t = next;
+    }
+}
+
+static void pool_free(AioWorkPool *pool)
+{
+    aio__cond_destroy(&pool->park);
+    aio__mutex_destroy(&pool->lock);
+    aio__mutex_destroy(&pool->take_lock);
+    free(pool);
+}
+
+/* A forked child's copy of the pool: its threads are the parent's and do
+ * not exist here, so nothing is joined or waited for. The locks may have
+ * been held by one of them at fork(): only a successful trylock shows that
+ * the lists behind it are whole (and makes the lock safe to destroy). */
+static void pool_discard_forked(AioWorkPool *pool)
+{
+    bool take_ok = aio__mutex_trylock(&pool->take_lock);
+    bool lock_ok = aio__mutex_trylock(&pool->lock);
+    pool_drop_jobs(pool, lock_ok ? pool->live : NULL, take_ok && lock_ok);
+    if (lock_ok) {
+        free_threads(pool->live);
+        free_threads(pool->exited);
+    }
+    if (take_ok && lock_ok) {
+        aio__mutex_unlock(&pool->lock);
+        aio__mutex_unlock(&pool->take_lock);
+        pool_free(pool);
+        return;
+    }
+    free(pool); /* a held lock is never destroyed */
+}
+
+void aio__work_after_fork(AioContext *ctx)
+{
+    AioWorkPool *pool = atomic_load_explicit(&ctx->pool, memory_order_acquire);
+    if (!pool || pool->fork_gen == aio__fork_generation()) {
+        return;
+    }
+    /* The next submission makes a pool of this process's own. */
+    atomic_store_explicit(&ctx->pool, NULL, memory_order_relaxed);
+    aio_bh_delete(pool->done_bh);
+    pool_discard_forked(pool);
 }
 
 void aio__work_teardown(AioContext *ctx)
@@ -346,37 +657,32 @@ void aio__work_teardown(AioContext *ctx)
     if (!pool) {
         return;
     }
-    if (aio__ctx_forked(ctx)) {
-        /* The workers live in the parent; the lock may have been held by
-         * one of them at fork(). The child leaks the pool's memory. */
+    if (pool->fork_gen != aio__fork_generation()) {
+        atomic_store_explicit(&ctx->pool, NULL, memory_order_relaxed);
+        /* done_bh is one of ctx's BHs; the BH teardown that follows frees it. */
+        pool_discard_forked(pool);
         return;
     }
+    /* From here no worker claims a job: each checks stopping before its
+     * claim, and this thread is the one that sets it. A worker past its
+     * check is running that job, and the join below waits for it. */
+    atomic_store_explicit(&pool->stopping, true, memory_order_release);
     aio__mutex_lock(&pool->lock);
-    pool->stopping = true;
-    /* Not started: dropped, fn never runs, done never runs (aio.h). */
-    AioWork *w = pool->head;
-    pool->head = pool->tail = NULL;
     PoolThread *threads = pool->live;
     PoolThread *exited = pool->exited;
     pool->live = pool->exited = NULL;
-    aio__cond_broadcast(&pool->work_cond);
+    aio__cond_broadcast(&pool->park);
     aio__mutex_unlock(&pool->lock);
-    while (w) {
-        AioWork *next = w->next;
-        free(w);
-        w = next;
-    }
     aio__call_hook(ctx, AIO_HOOK_POOL_STOPPING);
     /* Running fns finish first; their completions land on done_list (and
      * schedule the BH of a context that is still whole at this point). */
-    join_all(threads);
-    join_all(exited);
-    AioWork *d = atomic_exchange_explicit(&pool->done_list, NULL, memory_order_acquire);
-    while (d) {
-        AioWork *next = d->done_next;
-        free(d);
-        d = next;
+    for (PoolThread *t = threads; t; t = t->next) {
+        aio__thread_join(t->thread);
     }
+    /* Not started: dropped, fn never runs, done never runs (aio.h). */
+    pool_drop_jobs(pool, threads, true);
+    free_threads(threads);
+    join_all(exited);
     /* done_bh is one of ctx's BHs; the BH teardown that follows frees it. */
     pool_free(pool);
     atomic_store_explicit(&ctx->pool, NULL, memory_order_relaxed);
@@ -391,7 +697,7 @@ int aio__set_test_pool_idle_ns(AioContext *ctx, int64_t ns)
     }
     aio__mutex_lock(&pool->lock);
     pool->idle_ns = ns;
-    aio__cond_broadcast(&pool->work_cond);
+    aio__cond_broadcast(&pool->park);
     aio__mutex_unlock(&pool->lock);
     return 0;
 }
@@ -399,12 +705,6 @@ int aio__set_test_pool_idle_ns(AioContext *ctx, int64_t ns)
 int aio__test_pool_workers(AioContext *ctx)
 {
     AioWorkPool *pool = ctx ? atomic_load_explicit(&ctx->pool, memory_order_acquire) : NULL;
-    if (!pool) {
-        return 0;
-    }
-    aio__mutex_lock(&pool->lock);
-    int n = pool->nworkers;
-    aio__mutex_unlock(&pool->lock);
-    return n;
+    return pool ? atomic_load(&pool->nworkers) : 0;
 }
 #endif

@@ -170,3 +170,85 @@ Test(embed_glib, iterated_off_the_home_thread_says_so_once, .timeout = 30)
     g_main_context_unref(mc);
     aio_context_unref(ctx);
 }
+
+/* ---- aio_wait_while from a GLib callback ----------------------------------- */
+
+/* An IOThread: its own context on its own thread, completing requests that
+ * the embedded context waits for. */
+typedef struct gl_iothread {
+    AioContext *ctx;
+    atomic_int ready, stop, inflight;
+} gl_iothread;
+
+static void gl_iothread_main(void *arg)
+{
+    gl_iothread *io = arg;
+    io->ctx = aio_context_new();
+    atomic_store(&io->ready, 1);
+    while (!atomic_load(&io->stop)) {
+        aio_poll(io->ctx, true);
+    }
+}
+
+static void gl_iothread_stop_bh(void *opaque)
+{
+    atomic_store(&((gl_iothread *)opaque)->stop, 1);
+}
+
+static void gl_request_bh(void *opaque)
+{
+    gl_iothread *io = opaque;
+    atomic_fetch_sub(&io->inflight, 1); /* the change, then the kick */
+    aio_wait_kick();
+}
+
+static bool gl_inflight(void *opaque)
+{
+    return atomic_load(&((gl_iothread *)opaque)->inflight) > 0;
+}
+
+typedef struct gl_waiter {
+    AioContext *ctx;
+    gl_iothread *io;
+    int ret;
+    atomic_int done;
+} gl_waiter;
+
+/* A GLib idle callback (not one of ours, run by g_main_context_iteration
+ * while the context is attached as a GSource) sends requests to the IOThread
+ * and waits for them (AIO_WAIT_WHILE from main-loop code). */
+static void gl_wait_cb(void *p)
+{
+    gl_waiter *w = p;
+    for (int i = 0; i < 20; i++) {
+        cr_assert_eq(aio_bh_schedule_oneshot(w->io->ctx, gl_request_bh, w->io), 0);
+    }
+    w->ret = aio_wait_while(w->ctx, gl_inflight, w->io);
+    atomic_store(&w->done, 1);
+}
+
+Test(embed_glib, wait_while_in_a_glib_callback_for_an_iothread, .timeout = 30)
+{
+    loop l;
+    loop_init(&l);
+    gl_iothread io = {0};
+    atomic_init(&io.ready, 0);
+    atomic_init(&io.stop, 0);
+    atomic_init(&io.inflight, 20);
+    tc_thread *t = tc_thread_start(gl_iothread_main, &io);
+    cr_assert(tsup_wait_flag(&io.ready, TC_BOUND_MS));
+    gl_waiter w = {.ctx = l.ctx, .io = &io};
+    atomic_init(&w.done, 0);
+    tc_watchdog *wd = tc_watchdog_start(l.ctx, TC_BOUND_MS);
+    drv_defer(l.d, gl_wait_cb, &w);
+    bool ran = run_until(&l, &w.done, 1);
+    bool fired = tc_watchdog_stop(wd);
+    cr_assert(ran, "the GLib loop lost a wake-up");
+    cr_assert(!fired, "aio_wait_while in a GLib callback needed the watchdog: lost wake-up");
+    cr_assert_eq(w.ret, 0);
+    cr_assert_eq(atomic_load(&io.inflight), 0);
+    cr_assert_eq(aio_bh_schedule_oneshot(io.ctx, gl_iothread_stop_bh, &io), 0);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    aio_context_unref(io.ctx);
+    loop_fini(&l);
+}

@@ -5,6 +5,15 @@
  * the past, re-arming from another thread to an earlier deadline waking a
  * poll that sleeps on a far one, aio_timer_free from inside the callback,
  * and 10^4 random timers firing in order.
+ *
+ * Order, deletion, re-arming and the 10^4 timers run on the stopped virtual
+ * clock, moved forward by the test: no sleeping, and "fired exactly when due"
+ * is checked at every step (nothing due is left, nothing early fires). The
+ * REALTIME tests that stay prove never-early against the real clock through
+ * real blocking sleeps (odd sub-millisecond deadlines) and the wake-ups from
+ * other threads. Each test runs in its own process (Criterion and
+ * criterion-lite both fork), so stopping the process-wide virtual clock
+ * touches no other test.
  */
 #include "test-common.h"
 
@@ -14,10 +23,11 @@
 
 typedef struct tm_rec {
     AioTimer *t;
+    AioClockType clock;
     int64_t deadline;
     int id;
     int armed_seq;      /* order of arming, for ties */
-    int64_t fired_at;   /* aio_clock_ns() in the callback */
+    int64_t fired_at;   /* aio_clock_get_ns(clock) in the callback */
     int fired_count;
     struct tm_log *log;
     bool free_self;
@@ -37,7 +47,7 @@ static void tm_cb(void *opaque)
     tm_log *log = r->log;
     int i;
 
-    r->fired_at = aio_clock_ns();
+    r->fired_at = aio_clock_get_ns(r->clock);
     r->fired_count++;
     if (r->fired_at < r->deadline) {
         log->early++;
@@ -66,11 +76,34 @@ static void tm_log_init(tm_log *log, int cap)
     cr_assert_not_null(log->order);
 }
 
+static void tm_rec_init_on(tm_rec *r, AioContext *ctx, AioClockType clock, tm_log *log, int id)
+{
+    *r = (tm_rec){.id = id, .log = log, .clock = clock};
+    r->t = aio_timer_new_on(ctx, clock, tm_cb, r);
+    cr_assert_not_null(r->t);
+}
+
 static void tm_rec_init(tm_rec *r, AioContext *ctx, tm_log *log, int id)
 {
-    *r = (tm_rec){.id = id, .log = log};
-    r->t = aio_timer_new(ctx, tm_cb, r);
-    cr_assert_not_null(r->t);
+    tm_rec_init_on(r, ctx, AIO_CLOCK_REALTIME, log, id);
+}
+
+/* The virtual clock, stopped: it moves only when tm_advance moves it. */
+static int64_t tm_vstop(void)
+{
+    aio_virtual_clock_stop();
+    return aio_clock_get_ns(AIO_CLOCK_VIRTUAL);
+}
+
+/* Sets the stopped virtual clock to `to` and runs what became due: after
+ * this, every timer whose deadline is <= to has fired (tm_cb checks that
+ * none fired before its deadline). Non-blocking polls only: nothing here
+ * waits for time to pass. */
+static void tm_advance(AioContext *ctx, int64_t to)
+{
+    cr_assert_eq(aio_virtual_clock_set_ns(to), 0);
+    cr_assert_eq(aio_clock_get_ns(AIO_CLOCK_VIRTUAL), to, "the stopped virtual clock moved");
+    tc_poll_idle(ctx, 1000000);
 }
 
 static void tm_arm(tm_rec *r, int64_t deadline, int seq)
@@ -111,6 +144,8 @@ Test(timer, clock_is_monotonic_ns, .timeout = 10)
     cr_assert_lt(b - a, 2000 * MS);
 }
 
+/* Virtual: the clock steps 1 µs short of each deadline (nothing new may
+ * fire), then onto it (exactly that timer fires). */
 Test(timer, fire_in_deadline_order_never_early, .timeout = 20)
 {
     AioContext *ctx = tc_ctx_new();
@@ -118,16 +153,24 @@ Test(timer, fire_in_deadline_order_never_early, .timeout = 20)
     tm_rec r[6];
     /* Odd sub-millisecond offsets, in microseconds, armed out of order. */
     static const int64_t offs_us[6] = {2700, 1300, 900, 3100, 1301, 50};
+    static const int64_t sorted_us[6] = {50, 900, 1300, 1301, 2700, 3100};
     int64_t now;
 
     tm_log_init(&log, 6);
-    now = aio_clock_ns();
+    now = tm_vstop();
     for (int i = 0; i < 6; i++) {
-        tm_rec_init(&r[i], ctx, &log, i);
+        tm_rec_init_on(&r[i], ctx, AIO_CLOCK_VIRTUAL, &log, i);
         tm_arm(&r[i], now + offs_us[i] * 1000, i);
         cr_assert(aio_timer_pending(r[i].t));
     }
-    cr_assert(tc_poll_until(ctx, &log.n, 6, TC_BOUND_MS), "timers did not all fire");
+    for (int k = 0; k < 6; k++) {
+        tm_advance(ctx, now + sorted_us[k] * 1000 - 1000);
+        cr_assert_eq(atomic_load(&log.n), k, "a timer fired 1 us before its deadline");
+        tm_advance(ctx, now + sorted_us[k] * 1000);
+        cr_assert_eq(atomic_load(&log.n), k + 1, "the timer due at +%lld us did not fire",
+                     (long long)sorted_us[k]);
+        cr_assert_eq(log.order[k]->fired_at, log.order[k]->deadline);
+    }
     tm_expect_not_early(&log);
     tm_expect_ordered(&log, 6);
     for (int i = 0; i < 6; i++) {
@@ -168,16 +211,17 @@ Test(timer, same_deadline_fires_in_arming_order, .timeout = 10)
     AioContext *ctx = tc_ctx_new();
     tm_log log;
     tm_rec r[5];
-    int64_t deadline = aio_clock_ns() + 2 * MS;
+    int64_t deadline = tm_vstop() + 2 * MS;
 
     tm_log_init(&log, 5);
     for (int i = 0; i < 5; i++) {
-        tm_rec_init(&r[i], ctx, &log, i);
+        tm_rec_init_on(&r[i], ctx, AIO_CLOCK_VIRTUAL, &log, i);
     }
     for (int i = 0; i < 5; i++) {
         tm_arm(&r[(i * 3) % 5], deadline, i);
     }
-    cr_assert(tc_poll_until(ctx, &log.n, 5, TC_BOUND_MS));
+    tm_advance(ctx, deadline);
+    cr_assert_eq(atomic_load(&log.n), 5);
     tm_expect_ordered(&log, 5);
     for (int i = 0; i < 5; i++) {
         aio_timer_free(r[i].t);
@@ -193,19 +237,22 @@ Test(timer, pending_and_delete, .timeout = 10)
     tm_rec r;
 
     tm_log_init(&log, 1);
-    tm_rec_init(&r, ctx, &log, 0);
+    int64_t now = tm_vstop();
+    tm_rec_init_on(&r, ctx, AIO_CLOCK_VIRTUAL, &log, 0);
     cr_assert(!aio_timer_pending(r.t), "a new timer is pending");
-    tm_arm(&r, aio_clock_ns() + 2 * MS, 0);
+    tm_arm(&r, now + 2 * MS, 0);
     cr_assert(aio_timer_pending(r.t));
     aio_timer_del(r.t);
     cr_assert(!aio_timer_pending(r.t));
     aio_timer_del(r.t); /* idempotent */
-    tsup_sleep_ms(10);
+    /* Well past the old deadline. */
+    cr_assert_eq(aio_virtual_clock_set_ns(now + 10 * MS), 0);
     cr_assert_eq(aio_poll(ctx, false), 0);
     cr_assert_eq(atomic_load(&log.n), 0, "deleted timer fired");
     /* A deleted timer can be re-armed. */
-    tm_arm(&r, aio_clock_ns() + 1 * MS, 1);
-    cr_assert(tc_poll_until(ctx, &log.n, 1, TC_BOUND_MS));
+    tm_arm(&r, now + 11 * MS, 1);
+    tm_advance(ctx, now + 11 * MS);
+    cr_assert_eq(atomic_load(&log.n), 1);
     cr_assert(!aio_timer_pending(r.t));
     aio_timer_free(r.t);
     free(log.order);
@@ -240,14 +287,18 @@ Test(timer, rearm_moves_deadline, .timeout = 10)
     tm_rec r;
 
     tm_log_init(&log, 2);
-    tm_rec_init(&r, ctx, &log, 0);
-    tm_arm(&r, aio_clock_ns() + 60000 * MS, 0);
-    tm_arm(&r, aio_clock_ns() + 3 * MS, 1); /* earlier */
-    cr_assert(tc_poll_until(ctx, &log.n, 1, TC_BOUND_MS));
-    tm_expect_not_early(&log);
-    tm_arm(&r, aio_clock_ns() + 1 * MS, 2);
-    tm_arm(&r, aio_clock_ns() + 4 * MS, 3); /* later */
-    cr_assert(tc_poll_until(ctx, &log.n, 2, TC_BOUND_MS));
+    int64_t now = tm_vstop();
+    tm_rec_init_on(&r, ctx, AIO_CLOCK_VIRTUAL, &log, 0);
+    tm_arm(&r, now + 60000 * MS, 0);
+    tm_arm(&r, now + 3 * MS, 1); /* earlier */
+    tm_advance(ctx, now + 3 * MS);
+    cr_assert_eq(atomic_load(&log.n), 1, "re-armed earlier, did not fire at the new deadline");
+    tm_arm(&r, now + 4 * MS, 2);
+    tm_arm(&r, now + 7 * MS, 3); /* later */
+    tm_advance(ctx, now + 4 * MS);
+    cr_assert_eq(atomic_load(&log.n), 1, "re-armed later, fired at the old deadline");
+    tm_advance(ctx, now + 7 * MS);
+    cr_assert_eq(atomic_load(&log.n), 2);
     tm_expect_not_early(&log);
     cr_assert_eq(r.fired_count, 2, "re-armed timer fired %d times", r.fired_count);
     aio_timer_free(r.t);
@@ -281,10 +332,12 @@ Test(timer, free_from_own_callback, .timeout = 10)
     tm_rec r;
 
     tm_log_init(&log, 1);
-    tm_rec_init(&r, ctx, &log, 0);
+    int64_t now = tm_vstop();
+    tm_rec_init_on(&r, ctx, AIO_CLOCK_VIRTUAL, &log, 0);
     r.free_self = true;
-    tm_arm(&r, aio_clock_ns() + 1 * MS, 0);
-    cr_assert(tc_poll_until(ctx, &log.n, 1, TC_BOUND_MS));
+    tm_arm(&r, now + 1 * MS, 0);
+    tm_advance(ctx, now + 1 * MS);
+    cr_assert_eq(atomic_load(&log.n), 1);
     cr_assert_null(r.t);
     tc_poll_idle(ctx, 10);
     free(log.order);
@@ -356,10 +409,10 @@ Test(timer, ten_thousand_random_timers_fire_in_order, .timeout = 60)
 
     cr_assert_not_null(r);
     tm_log_init(&log, N);
+    now = tm_vstop();
     for (int i = 0; i < N; i++) {
-        tm_rec_init(&r[i], ctx, &log, i);
+        tm_rec_init_on(&r[i], ctx, AIO_CLOCK_VIRTUAL, &log, i);
     }
-    now = aio_clock_ns();
     for (int i = 0; i < N; i++) {
         /* 0..50 ms, at microsecond granularity so that ties happen too. */
         tm_arm(&r[i], now + (int64_t)(tc_rand(&seed) % 50000) * 1000, i);
@@ -368,8 +421,20 @@ Test(timer, ten_thousand_random_timers_fire_in_order, .timeout = 60)
     for (int i = 0; i < N; i += 10) {
         tm_arm(&r[i], now + (int64_t)(tc_rand(&seed) % 50000) * 1000, N + i);
     }
-    cr_assert(tc_poll_until(ctx, &log.n, N, 20000), "only %d of %d timers fired",
-              atomic_load(&log.n), N);
+    /* Random steps of 0..2 ms up to the last deadline; at each step exactly
+     * the timers due by then have fired. */
+    int64_t v = now;
+    while (v < now + 50 * MS) {
+        v += (int64_t)(tc_rand(&seed) % 2000) * 1000;
+        tm_advance(ctx, v);
+        int due = 0;
+        for (int i = 0; i < N; i++) {
+            due += r[i].deadline <= v;
+        }
+        cr_assert_eq(atomic_load(&log.n), due, "at +%lld ns: %d fired, %d due",
+                     (long long)(v - now), atomic_load(&log.n), due);
+    }
+    cr_assert_eq(atomic_load(&log.n), N, "only %d of %d timers fired", atomic_load(&log.n), N);
     tm_expect_not_early(&log);
     tm_expect_ordered(&log, N);
     for (int i = 0; i < N; i++) {

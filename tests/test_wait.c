@@ -277,3 +277,91 @@ Test(wait, stress_kick_races_waiter, .timeout = 120)
     wt_iothread_stop(&io, t);
     aio_context_unref(ctx);
 }
+
+/* ---- the embedded path ---------------------------------------------------- */
+#ifndef _WIN32
+#include "test_embed_host.h"
+
+/* A host callback (a BH of an embedded ctx, run by aio_embed_dispatch from the
+ * host loop of test_embed_host.h) waits with aio_wait_while for requests that
+ * an IOThread (another context, another thread) completes. The completion and
+ * its kick come while the nested wait is held just before its sleep
+ * (asleep_ms 0) or while it is really asleep. */
+typedef struct wt_embedded {
+    AioContext *ctx;
+    wt_iothread *io;
+    int asleep_ms;
+    tc_gate gate;
+    atomic_int missed;
+    atomic_int done;
+    int ret;
+    tc_thread *remote;
+} wt_embedded;
+
+/* On the remote thread, while the waiter is held or asleep: one request
+ * through the IOThread, waited for, so that the change and its kick are over
+ * before the waiter goes on. */
+static void wt_complete_on_iothread(void *arg)
+{
+    wt_embedded *e = arg;
+    cr_assert_eq(aio_bh_schedule_oneshot(e->io->ctx, wt_request_bh, e->io), 0);
+    int64_t start = tsup_now_ns();
+    while (atomic_load(&e->io->inflight) > 0 && tsup_ms_since(start) < TC_BOUND_MS) {
+        tsup_sleep_ms(1);
+    }
+}
+
+static void wt_embedded_wait_bh(void *opaque)
+{
+    wt_embedded *e = opaque;
+    /* Installed here, in the host callback: the next sleep of ctx is the
+     * nested wait's, not the host loop's. */
+    tc_gate_install(e->ctx, &e->gate, AIO_HOOK_BEFORE_SLEEP, true);
+    e->remote = tc_remote_when_sleeping(&e->gate, e->asleep_ms, wt_complete_on_iothread, e,
+                                        &e->missed);
+    e->ret = aio_wait_while(e->ctx, wt_inflight, e->io);
+    tc_gate_remove(e->ctx, &e->gate);
+    atomic_store(&e->done, 1);
+}
+
+static void wt_embedded_case(int asleep_ms)
+{
+    AioContext *ctx = tc_ctx_new();
+    int r = aio_embed_attach(ctx, NULL);
+    if (r == -ENOTSUP) {
+        aio_context_unref(ctx); /* io_uring refuses embedding (docs/embedding.md) */
+        return;
+    }
+    cr_assert_eq(r, 0);
+    wt_iothread io;
+    tc_thread *t = wt_iothread_start(&io);
+    atomic_store(&io.inflight, 1);
+    wt_embedded e = {.ctx = ctx, .io = &io, .asleep_ms = asleep_ms};
+    atomic_init(&e.missed, 0);
+    atomic_init(&e.done, 0);
+    cr_assert_eq(aio_bh_schedule_oneshot(ctx, wt_embedded_wait_bh, &e), 0);
+    tc_watchdog *wd = tc_watchdog_start(ctx, TC_BOUND_MS);
+    bool ran = host_run_until(ctx, &e.done, 1);
+    bool fired = tc_watchdog_stop(wd);
+    cr_assert(ran, "the host loop lost a wake-up");
+    cr_assert(!fired, "aio_wait_while in a host callback slept through the kick (asleep_ms=%d)",
+              asleep_ms);
+    cr_assert_eq(e.ret, 0);
+    cr_assert(tc_thread_join(e.remote, TC_BOUND_MS));
+    cr_assert(!atomic_load(&e.missed), "the nested wait never reached its sleep");
+    cr_assert_eq(atomic_load(&io.inflight), 0);
+    wt_iothread_stop(&io, t);
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    aio_context_unref(ctx);
+}
+
+Test(wait, embedded_host_callback_kick_just_before_sleep, .timeout = 20)
+{
+    wt_embedded_case(0);
+}
+
+Test(wait, embedded_host_callback_kick_while_asleep, .timeout = 20)
+{
+    wt_embedded_case(50);
+}
+#endif

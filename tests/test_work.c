@@ -8,10 +8,37 @@
  * arguments; and a stress run of 10^5 submissions from four threads with
  * cancels racing the starts.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* kill() under a strict -std=c11 */
+#endif
 #include "test-common.h"
 
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WK_ASAN 1
+#endif
+#endif
+#ifdef WK_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+/* TSan refuses to start threads in the child of a multi-threaded fork(). */
+#if defined(__SANITIZE_THREAD__)
+#define WK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WK_TSAN 1
+#endif
+#endif
 
 typedef struct wk_item {
     atomic_int *release;   /* fn blocks until *release (NULL: no blocking) */
@@ -301,6 +328,249 @@ Test(work, last_unref_waits_running_drops_queued_runs_no_done, .timeout = 20)
     cr_assert_eq(atomic_load(&total), 0, "a done ran after the last unref");
 }
 
+/* ---- the claim and the idle workers' sleep --------------------------------- */
+
+/* A context whose pool has one worker, a gate at point, and two items that
+ * return 1 and 2 into *total. */
+static AioContext *wk_one_worker_gated(tc_gate *g, AioHookPoint point, bool hold,
+                                       atomic_int *total, wk_item *a, wk_item *b)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    tc_gate_install(ctx, g, point, hold);
+    wk_init(a, ctx, NULL, total, 1);
+    wk_init(b, ctx, NULL, total, 2);
+    return ctx;
+}
+
+/* The worker has the job in its batch and is about to claim it; the cancel
+ * comes first and wins. The worker's claim must then fail: fn never runs, done
+ * runs once with -ECANCELED, and the job (owned by both the batch and the
+ * completion) is freed once (ASan). */
+Test(work, cancel_between_take_and_claim_wins, .timeout = 20)
+{
+    tc_gate gate;
+    atomic_int total = 0;
+    wk_item victim, after;
+    AioContext *ctx = wk_one_worker_gated(&gate, AIO_HOOK_WORK_BEFORE_CLAIM, true, &total,
+                                          &victim, &after);
+    AioWork *w = wk_submit(ctx, &victim);
+    cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS), "the worker never took the job");
+    cr_assert_eq(aio_work_cancel(w), 0, "not started, yet not cancellable");
+    cr_assert_eq(aio_work_cancel(w), -EBUSY, "cancelled twice");
+    tc_gate_release(&gate);
+    cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS));
+    cr_assert_eq(victim.done_ret, -ECANCELED);
+    /* The worker goes on: the next job runs (through the same gate, armed
+     * again, which it passes at once). */
+    tc_gate_arm(&gate);
+    tc_gate_release(&gate);
+    wk_submit(ctx, &after);
+    cr_assert(tc_poll_until(ctx, &total, 2, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&victim.fn_ran), 0, "cancel returned 0 and fn ran");
+    cr_assert_eq(atomic_load(&victim.done_runs), 1);
+    cr_assert_eq(after.done_ret, 2);
+    cr_assert(!atomic_load(&gate.timed_out));
+    /* The gate stays installed (released): workers may be calling it, and
+     * replacing a hook under them races on its opaque. */
+    aio_context_unref(ctx);
+}
+
+/* The worker is parked, just about to sleep (under the pool's lock): a
+ * submission now must wake it. With the wake lost it would sleep its idle
+ * timeout (10 s), far past the bound. */
+Test(work, submission_wakes_parked_worker, .timeout = 20)
+{
+    tc_gate gate;
+    atomic_int total = 0;
+    wk_item first, second;
+    AioContext *ctx = wk_one_worker_gated(&gate, AIO_HOOK_WORKER_SLEEP, false, &total, &first,
+                                          &second);
+    wk_submit(ctx, &first);
+    cr_assert(tc_poll_until(ctx, &total, 1, TC_BOUND_MS));
+    cr_assert(tc_gate_wait_reached(&gate, TC_BOUND_MS), "the worker never parked");
+    wk_submit(ctx, &second);
+    cr_assert(tc_poll_until(ctx, &total, 2, TC_BOUND_MS),
+              "parked worker never woke for new work: lost wake-up");
+    cr_assert_eq(second.done_ret, 2);
+    aio_context_unref(ctx); /* the gate stays: see above */
+}
+
+/* The push lands while the worker heads for its sleep: it has found the queue
+ * empty and still counts as spinning, so the submitter wakes nobody. The
+ * worker must see the job when it parks, or it sleeps on it. */
+typedef struct wk_idle_push {
+    AioContext *ctx;
+    wk_item *it;
+    atomic_int armed;
+    atomic_int pushed;
+} wk_idle_push;
+
+static void wk_idle_push_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)ctx;
+    wk_idle_push *ip = opaque;
+    if (point == AIO_HOOK_WORKER_IDLE && atomic_exchange(&ip->armed, 0)) {
+        cr_assert_not_null(aio_work_submit(ip->ctx, wk_fn, ip->it, wk_done, ip->it));
+        atomic_store(&ip->pushed, 1);
+    }
+}
+
+Test(work, push_while_worker_heads_to_sleep_is_seen, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_int total = 0;
+    wk_item first, second;
+    wk_init(&first, ctx, NULL, &total, 1);
+    wk_init(&second, ctx, NULL, &total, 2);
+    wk_idle_push ip = {.ctx = ctx, .it = &second};
+    atomic_init(&ip.armed, 1);
+    atomic_init(&ip.pushed, 0);
+    aio__set_test_hook(ctx, wk_idle_push_hook, &ip);
+    wk_submit(ctx, &first);
+    cr_assert(tc_poll_until(ctx, &total, 2, TC_BOUND_MS),
+              "a job pushed while the worker went to sleep was never run: lost wake-up");
+    cr_assert_eq(atomic_load(&ip.pushed), 1);
+    cr_assert_eq(second.done_ret, 2);
+    aio_context_unref(ctx);
+}
+
+/* ---- fork() --------------------------------------------------------------- */
+#ifndef _WIN32
+
+/* Nonzero when LeakSanitizer finds memory that nothing points to any more
+ * (0 in builds without it: the exit code then only carries the rest). */
+static int wk_leaks(void)
+{
+#ifdef WK_ASAN
+    return __lsan_do_recoverable_leak_check();
+#else
+    return 0;
+#endif
+}
+
+/* The child's exit status, or fails (after killing it) when it does not
+ * exit within the bound: a child joining threads it does not have hangs. */
+static int wk_wait_child(pid_t pid)
+{
+    int status = 0;
+    int64_t start = tsup_now_ns();
+    pid_t got;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && tsup_ms_since(start) < TC_BOUND_MS) {
+        tsup_sleep_ms(2);
+    }
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        cr_assert_fail("the child hung (waiting for the parent's workers?)");
+    }
+    cr_assert_eq(got, pid);
+    cr_assert(WIFEXITED(status), "child did not exit normally");
+    return WEXITSTATUS(status);
+}
+
+enum { WK_CHILD_LEAKED = 1, WK_CHILD_SUBMIT_FAILED = 2, WK_CHILD_NEVER_DONE = 4,
+       WK_CHILD_AFTER_FORK_FAILED = 8 };
+
+/* Work of every kind at fork(): one running (blocked in fn), three queued,
+ * one cancelled (its completion pending). Returns the context. */
+static wk_item wk_f_running, wk_f_queued[3], wk_f_cancelled;
+static atomic_int wk_f_release, wk_f_total;
+
+static AioContext *wk_fork_setup(void)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_store(&wk_f_release, 0);
+    atomic_store(&wk_f_total, 0);
+    wk_init(&wk_f_running, ctx, &wk_f_release, &wk_f_total, 1);
+    wk_submit(ctx, &wk_f_running);
+    cr_assert(tsup_wait_flag(&wk_f_running.started, TC_BOUND_MS));
+    for (int i = 0; i < 3; i++) {
+        wk_init(&wk_f_queued[i], ctx, NULL, &wk_f_total, 2);
+        wk_submit(ctx, &wk_f_queued[i]);
+    }
+    wk_init(&wk_f_cancelled, ctx, NULL, &wk_f_total, 3);
+    cr_assert_eq(aio_work_cancel(wk_submit(ctx, &wk_f_cancelled)), 0);
+    return ctx;
+}
+
+/* The parent's pool is untouched by whatever the child did. */
+static void wk_fork_parent_finish(AioContext *ctx)
+{
+    atomic_store(&wk_f_release, 1);
+    cr_assert(tc_poll_until(ctx, &wk_f_total, 5, TC_BOUND_MS), "parent's work lost");
+    cr_assert_eq(wk_f_cancelled.done_ret, -ECANCELED);
+    cr_assert_eq(wk_f_queued[2].done_ret, 2);
+    aio_context_unref(ctx);
+}
+
+/* The child's last unref: no worker of the pool exists in it, so nothing is
+ * waited for or joined, and all the pool's memory is freed (LeakSanitizer,
+ * in the child, decides the exit code). */
+Test(work, fork_child_unref_frees_pool_without_joining, .timeout = 20)
+{
+    AioContext *ctx = wk_fork_setup();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        aio_context_unref(ctx);
+        _exit(wk_leaks() ? WK_CHILD_LEAKED : 0);
+    }
+    cr_assert_eq(wk_wait_child(pid), 0, "child: 1 leaked");
+    wk_fork_parent_finish(ctx);
+}
+
+#ifndef WK_TSAN
+static int wk_child_fn(void *arg)
+{
+    (void)arg;
+    return 42;
+}
+
+static void wk_child_done(void *opaque, int ret)
+{
+    *(int *)opaque = ret;
+}
+#endif
+
+/* after_fork gives the child a pool of its own: a submission runs on a
+ * worker of the child, and the last unref frees everything. */
+Test(work, fork_child_after_fork_submits_on_own_pool, .timeout = 20)
+{
+    AioContext *ctx = wk_fork_setup();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int rc = 0, got = 0;
+        if (aio_context_after_fork(ctx) != 0) {
+            rc |= WK_CHILD_AFTER_FORK_FAILED;
+        }
+#ifdef WK_TSAN
+        got = 42; /* no worker can start here: after_fork and unref only */
+#else
+        if (!aio_work_submit(ctx, wk_child_fn, NULL, wk_child_done, &got)) {
+            rc |= WK_CHILD_SUBMIT_FAILED;
+        }
+#endif
+        int64_t start = tsup_now_ns();
+        while (got != 42 && tsup_ms_since(start) < TC_BOUND_MS / 2) {
+            aio_poll(ctx, false);
+            tsup_sleep_ms(1);
+        }
+        if (got != 42) {
+            rc |= WK_CHILD_NEVER_DONE;
+        }
+        aio_context_unref(ctx);
+        _exit(rc | (wk_leaks() ? WK_CHILD_LEAKED : 0));
+    }
+    cr_assert_eq(wk_wait_child(pid), 0,
+                 "child: 1 leaked, 2 submit failed, 4 work never done, 8 after_fork failed");
+    wk_fork_parent_finish(ctx);
+}
+#endif
+
 /* ---- stress -------------------------------------------------------------- */
 
 typedef struct wk_rec {
@@ -366,36 +636,14 @@ static void wk_submitter_main(void *arg)
     }
 }
 
-Test(work, stress_submit_cancel_race, .timeout = 120)
+/* Every record: done ran once; a cancel that returned 0 means fn never ran
+ * and done got -ECANCELED; otherwise fn ran and done got its value. */
+static void wk_stress_check(wk_stress *s, int total)
 {
-    AioContext *ctx = tc_ctx_new();
-    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 4), 0);
-    enum { T = 4 };
-    long rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000);
-    wk_stress s = {.ctx = ctx, .per_thread = (int)(rounds / T)};
-    atomic_init(&s.done_total, 0);
-    atomic_init(&s.submit_failed, 0);
-    int total = s.per_thread * T;
-    s.recs = calloc((size_t)total, sizeof(*s.recs));
-    cr_assert_not_null(s.recs);
-    wk_submitter subs[T];
-    tc_thread *th[T];
-    for (int i = 0; i < T; i++) {
-        subs[i] = (wk_submitter){.s = &s, .first = i * s.per_thread};
-        th[i] = tc_thread_start(wk_submitter_main, &subs[i]);
-    }
-    /* The home thread dispatches completions until every done ran; the
-     * watchdog inside tc_poll_until turns a lost completion into a failure,
-     * not a hang. */
-    bool all = tc_poll_until(ctx, &s.done_total, total, 60000);
-    for (int i = 0; i < T; i++) {
-        cr_assert(tc_thread_join(th[i], TC_BOUND_MS));
-    }
-    cr_assert(all, "completions lost: %d of %d done", atomic_load(&s.done_total), total);
-    cr_assert_eq(atomic_load(&s.submit_failed), 0);
+    cr_assert_eq(atomic_load(&s->submit_failed), 0);
     int cancelled = 0, busy = 0;
     for (int i = 0; i < total; i++) {
-        wk_rec *r = &s.recs[i];
+        wk_rec *r = &s->recs[i];
         cr_assert_eq(atomic_load(&r->done_runs), 1, "work %d: done ran %d times", i,
                      atomic_load(&r->done_runs));
         if (r->will_cancel && r->cancel_ret == 0) {
@@ -412,6 +660,83 @@ Test(work, stress_submit_cancel_race, .timeout = 120)
         }
     }
     cr_assert_gt(cancelled + busy, 0);
+}
+
+/* T submitter threads each run main over its share of rounds; the home
+ * thread dispatches completions until every done ran (the watchdog inside
+ * tc_poll_until turns a lost completion or a lost worker wake-up into a
+ * failure, not a hang); then every record is checked. */
+static void wk_stress_run(int nthreads, int max_workers, void (*main)(void *))
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, max_workers), 0);
+    long rounds = tc_env_long("AIOPOLL_STRESS_ROUNDS", 100000);
+    wk_stress s = {.ctx = ctx, .per_thread = (int)(rounds / nthreads)};
+    atomic_init(&s.done_total, 0);
+    atomic_init(&s.submit_failed, 0);
+    int total = s.per_thread * nthreads;
+    s.recs = calloc((size_t)total, sizeof(*s.recs));
+    wk_submitter *subs = calloc((size_t)nthreads, sizeof(*subs));
+    tc_thread **th = calloc((size_t)nthreads, sizeof(*th));
+    cr_assert(s.recs && subs && th);
+    for (int i = 0; i < nthreads; i++) {
+        subs[i] = (wk_submitter){.s = &s, .first = i * s.per_thread};
+        th[i] = tc_thread_start(main, &subs[i]);
+    }
+    bool all = tc_poll_until(ctx, &s.done_total, total, 60000);
+    for (int i = 0; i < nthreads; i++) {
+        cr_assert(tc_thread_join(th[i], TC_BOUND_MS));
+    }
+    cr_assert(all, "completions lost: %d of %d done", atomic_load(&s.done_total), total);
+    wk_stress_check(&s, total);
+    free(th);
+    free(subs);
     free(s.recs);
     aio_context_unref(ctx);
+}
+
+Test(work, stress_submit_cancel_race, .timeout = 120)
+{
+    wk_stress_run(4, 4, wk_submitter_main);
+}
+
+/* Bursts: each submitter submits a few jobs, cancels every other one while
+ * the workers take and start them, then waits for the burst's completions.
+ * Between bursts the workers run dry, so they keep parking and being woken
+ * (and chaining wakes) while eight threads push: the lost wake-up of a
+ * parking worker shows as a burst that never completes. */
+static void wk_burst_submitter_main(void *arg)
+{
+    wk_submitter *sub = arg;
+    wk_stress *s = sub->s;
+    enum { BURST = 6 };
+    AioWork *w[BURST];
+    for (int i = 0; i < s->per_thread; i += BURST) {
+        int n = s->per_thread - i < BURST ? s->per_thread - i : BURST;
+        for (int k = 0; k < n; k++) {
+            wk_rec *r = &s->recs[sub->first + i + k];
+            r->stress = s;
+            r->will_cancel = (k % 2) == 1;
+            w[k] = aio_work_submit(s->ctx, wk_rec_fn, r, wk_rec_done, r);
+            if (!w[k]) {
+                atomic_fetch_add(&s->submit_failed, 1);
+                return; /* the home thread's bound reports the missing ones */
+            }
+        }
+        for (int k = 1; k < n; k += 2) {
+            wk_rec *r = &s->recs[sub->first + i + k];
+            r->cancel_ret = aio_work_cancel(w[k]);
+            atomic_store(&r->cancel_tried, 1);
+        }
+        for (int k = 0; k < n; k++) {
+            if (!tsup_wait_flag(&s->recs[sub->first + i + k].done_runs, TC_BOUND_MS)) {
+                return; /* lost: the home thread's bound reports it */
+            }
+        }
+    }
+}
+
+Test(work, stress_bursts_park_and_wake_many_submitters, .timeout = 120)
+{
+    wk_stress_run(8, 3, wk_burst_submitter_main);
 }

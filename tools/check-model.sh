@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Model-check the wake-up protocol (docs/model/wakeup.pml) with SPIN.
+# Model-check the wake-up protocol (docs/model/wakeup.pml) with SPIN, and
+# the models beside it (wait.pml, pool.pml).
 #
 # Usage: tools/check-model.sh            (KEEP=1 keeps the work directory)
 #
@@ -149,6 +150,14 @@ check embed-uring-BUG_URING_NO_ARM bite "$URING -DFD_WAKES=0 -DBUG_URING_NO_ARM"
 PML=wait check wait-correct  verify ""                         "$SAFETY" ""
 for bug in BUG_WAIT_NO_COUNT BUG_WAIT_LATE_COUNT BUG_WAIT_NO_FENCE; do
     PML=wait check "wait-$bug" bite "-D$bug"                   "$BUGORDER" ""
+done
+
+# The worker pool (src/work.c): the claim of a job by a worker or a cancel,
+# the idle workers' spin, park and counted wake: docs/model/pool.pml.
+PML=pool check pool-correct  verify ""                         "$SAFETY" ""
+for bug in BUG_POOL_CLAIM_NOT_ATOMIC BUG_POOL_NO_WAKE BUG_POOL_NO_RECHECK \
+           BUG_POOL_LATE_UNSPIN BUG_POOL_NO_CHAIN; do
+    PML=pool check "pool-$bug" bite "-D$bug"                   "$BUGORDER" ""
 done
 
 echo "$passed passed, $failed failed"

@@ -159,7 +159,12 @@ AIOPOLL_API void aio_context_unref(AioContext *ctx);
  *    news in the child's memory only, and never writes to the parent's
  *    wake-up object;
  *  - aio_context_unref() frees the child's copy only (its memory and its
- *    own descriptors), and never removes the parent's registrations.
+ *    own descriptors), and never removes the parent's registrations;
+ *  - the worker pool's threads exist only in the parent: the child's
+ *    aio_context_unref() and aio_context_after_fork() discard the inherited
+ *    pool without waiting for anything (no fn or done of its work runs in
+ *    the child), and after aio_context_after_fork() the next
+ *    aio_work_submit() starts workers of the child's own.
  * This is libuv's uv_loop_fork() / libevent's event_reinit() policy; a child
  * that just execs needs none of it. Not applicable on Windows.
  * @{ */
@@ -469,8 +474,10 @@ typedef int AioWorkFunc(void *arg);
 typedef void AioWorkDone(void *opaque, int ret);
 
 /** Queues fn(arg) on ctx's worker pool; done(opaque, ret) runs in ctx once fn
- * returned. Any thread. Work starts in submission order (it may finish in
- * any order). A worker is started when none is idle and fewer than the
+ * returned. Any thread. Work is taken in submission order (it may finish in
+ * any order); while more work is queued than the pool has workers, a worker
+ * takes its share of the queue at once, so work taken by different workers
+ * may start in either order. A worker is started when none is idle and fewer than the
  * maximum run. Completions reach the context as one bottom half per batch:
  * when the context is awake (not asleep in aio_poll) a completion costs no
  * system call, and many completions that finish together cost one wake-up.
