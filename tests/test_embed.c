@@ -225,7 +225,7 @@ static void registration_case(int asleep_ms)
     AioContext *ctx = embedded_new();
     cr_assert(host_run_idle(ctx));
     fd_reader rd = {.ctx = ctx};
-    cr_assert_eq(tsup_pipe(rd.p), 0);
+    cr_assert_eq(host_pair(rd.p), 0);
     cr_assert_eq(tsup_write_byte(rd.p[1]), 1);
     tc_gate g;
     tc_gate_install(ctx, &g, AIO_HOOK_BEFORE_SLEEP, true);
@@ -377,8 +377,7 @@ Test(embed, kick_accepted_without_a_wait_is_consumed, .timeout = 30)
     AioEmbedFd f[HOST_MAX_FDS];
     int n = aio_embed_query(ctx, f, HOST_MAX_FDS);
     cr_assert_eq(n, 1);
-    struct pollfd p = {.fd = f[0].handle, .events = POLLIN};
-    cr_assert_eq(poll(&p, 1, 0), 0, "a kick left signalled: the host would spin");
+    cr_assert_eq(host_wait(f, n, 0), 0, "a kick left signalled: the host would spin");
     cr_assert_eq(aio_embed_check(ctx), 0);
     embedded_free(ctx);
 }

@@ -201,16 +201,21 @@ static inline void read_one(void *p)
     atomic_fetch_add(got ? &r->reads : &r->empty, 1);
 }
 
-/* A pipe (Windows: a loopback socket pair) whose read end has read_one
- * registered in ctx. */
+/* A pipe (Windows: a loopback socket pair): p[0] reads what p[1] writes. */
+static inline int host_pair(aio_fd_t p[2])
+{
+#ifdef _WIN32
+    return tsup_socketpair(p);
+#else
+    return tsup_pipe(p);
+#endif
+}
+
+/* A pair whose read end has read_one registered in ctx. */
 static inline void reader_open(AioContext *ctx, fd_reader *r)
 {
     *r = (fd_reader){0};
-#ifdef _WIN32
-    cr_assert_eq(tsup_socketpair(r->p), 0);
-#else
-    cr_assert_eq(tsup_pipe(r->p), 0);
-#endif
+    cr_assert_eq(host_pair(r->p), 0);
     cr_assert_eq(aio_set_fd_handler(ctx, r->p[0], false, read_one, NULL, NULL, r), 0);
 }
 
