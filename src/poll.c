@@ -29,6 +29,23 @@ void aio_notify(AioContext *ctx)
     if (!ctx) {
         return;
     }
+    /* Already notified and not yet accepted: the poll whose accept will
+     * clear the flag has not done so, so it dispatches after this call, and
+     * a poll that decides to sleep later reads false only after that accept
+     * (docs/wakeup-protocol.md, "The already-notified fast path"). No store,
+     * so the cache line stays shared with the poller under a flood. The
+     * fence stands in for the release the skipped store would have been:
+     * the caller's work is visible to every thread before the load that
+     * decides to return, hence before that accept (the model's
+     * BUG_NOTIFY_SKIP_NO_FENCE loses a wake-up without it). The load comes
+     * first and the fence only on the skip, so a notification that does
+     * store pays nothing extra. */
+    if (atomic_load_explicit(&ctx->notified, memory_order_relaxed)) {
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&ctx->notified, memory_order_relaxed)) {
+            return;
+        }
+    }
     /* Store, then load: both seq_cst. This is the store->load pair of
      * Dekker's algorithm, the one reordering x86 also performs (through its
      * store buffer); weaker orders here reintroduce lost wake-ups on every
@@ -42,8 +59,11 @@ void aio_notify(AioContext *ctx)
          * wake-up object is signalled (or about to be, by that notifier), so
          * the sleep ends anyway, and the poller re-reads notified after it
          * re-arms kick_pending (see poll_blocking), so our news is not lost
-         * either. seq_cst, after our store to notified. */
-        if (!atomic_exchange(&ctx->kick_pending, true)) {
+         * either. seq_cst, after our store to notified. The plain load
+         * first keeps a flood against a sleeping loop off the flag's cache
+         * line: reading true is what the exchange would have read, and it
+         * stores nothing. */
+        if (!atomic_load(&ctx->kick_pending) && !atomic_exchange(&ctx->kick_pending, true)) {
             ctx->ops->kick(ctx->be);
             /* Any thread: an RMW, on a path that made a system call. */
             atomic_fetch_add_explicit(&ctx->stats.notify_syscalls, 1, memory_order_relaxed);

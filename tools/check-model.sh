@@ -106,10 +106,13 @@ BUGORDER="-DSAFETY -DREVERSE"
 check correct                verify ""                         "$SAFETY" ""
 check correct-strict         verify "-DSTRICT"                 "$SAFETY" ""
 check correct-ltl            verify "-DLTL"                    ""        "-a -f"
+# The handler change as the producer's last work: what BUG_NOTIFY_SKIP_NO_FENCE
+# needs to bite, verified with the fence.
+check correct-hc-last        verify "-DHC_LAST"                "$SAFETY" ""
 
 for bug in BUG_NONBLOCKING_ACCEPT BUG_NO_BARRIER BUG_NO_BARRIER_NOTIFY \
            BUG_NO_BARRIER_POLL BUG_CLEAR_AFTER_REARM BUG_TWO_BLOCKERS \
-           BUG_NB_NO_RIGHT BUG_TAKE_NOT_ATOMIC; do
+           BUG_NB_NO_RIGHT BUG_TAKE_NOT_ATOMIC BUG_NOTIFY_SKIP_NO_FENCE; do
     check "$bug"             bite   "-D$bug"                   "$BUGORDER" ""
 done
 for bug in BUG_NONBLOCKING_ACCEPT BUG_NO_BARRIER BUG_CLEAR_AFTER_REARM BUG_TWO_BLOCKERS; do

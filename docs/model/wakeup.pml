@@ -20,6 +20,9 @@
  *                           dispatch right        (shows property (c) bites)
  *   BUG_TAKE_NOT_ATOMIC     the BH stack is taken with a load and a store
  *                           instead of an exchange (shows property (b) bites)
+ *   BUG_NOTIFY_SKIP_NO_FENCE  aio_notify()'s "already notified" fast path
+ *                           without its fence: the caller's work may become
+ *                           visible after the load that decided to return
  *
  * -DEMBED: the home thread is a host loop driving an embedded context
  * (src/embed.c): prepare (N1 once, N2), the host's own sleep on the
@@ -82,6 +85,11 @@
 #ifdef ANY_WORK
 #define IS_BH(p, r) true
 #define IS_HC(p, r) true
+#elif defined(HC_LAST) || defined(BUG_NOTIFY_SKIP_NO_FENCE)
+/* The handler change last: a later notification of the same producer would
+ * otherwise bring the home thread round to the late generation bump. */
+#define IS_HC(p, r) ((p) == 1 && (r) == ROUNDS - 1)
+#define IS_BH(p, r) (!IS_HC(p, r))
 #else
 #define IS_HC(p, r) ((p) == 1 && (r) == 0)
 #define IS_BH(p, r) (!IS_HC(p, r))
@@ -126,6 +134,13 @@ ltl no_lost_wakeup { [] (outstanding -> <> !outstanding) }
 /* ---- aio_notify() (src/poll.c) -------------------------------------------- */
 inline aio_notify()
 {
+    /* The fast path (src/poll.c): a seq_cst fence, then a plain load of
+     * notified; when it is already set, return at once.  The fence makes the
+     * caller's work visible before the load (BUG_NOTIFY_SKIP_NO_FENCE drops
+     * it, in the producer below); under SC it is no step of its own. */
+    if
+    :: notified -> skip                              /* A0: set already: nothing to do */
+    :: else ->
 #ifdef BUG_NO_BARRIER_NOTIFY
     /* No full barrier between A1 and A2: the store may sit in the store
      * buffer while the load is performed.  Either order can happen. */
@@ -141,12 +156,17 @@ inline aio_notify()
 #endif
     if
     :: seen > 0 ->
-       atomic { old = kick_pending; kick_pending = true };  /* A3: exchange */
        if
-       :: !old -> kick = true                        /* A4: ops->kick() */
-       :: else
+       :: kick_pending -> skip                       /* A3': plain load: a kick is on its way */
+       :: else ->
+          atomic { old = kick_pending; kick_pending = true };  /* A3: exchange */
+          if
+          :: !old -> kick = true                     /* A4: ops->kick() */
+          :: else
+          fi
        fi
     :: else
+    fi
     fi;
     seen = 0; old = false
 }
@@ -202,8 +222,18 @@ proctype Producer(byte p)
           /* a handler change (src/sources.c source_set): generation++ under
            * list_lock, then always aio_notify(): the home thread must come
            * round and take a new snapshot.  Only the home thread can. */
+#ifdef BUG_NOTIFY_SKIP_NO_FENCE
+          /* aio_notify()'s fast path without its fence: the load of notified
+           * may be performed while the generation bump still sits in the
+           * store buffer; it drains after the early return. */
+          if
+          :: notified -> hc_pending = true
+          :: else -> hc_pending = true; aio_notify()
+          fi
+#else
           hc_pending = true;
           aio_notify()
+#endif
        fi;
        r++
     :: else -> break
