@@ -20,6 +20,8 @@
  *                           dispatch right        (shows property (c) bites)
  *   BUG_TAKE_NOT_ATOMIC     the BH stack is taken with a load and a store
  *                           instead of an exchange (shows property (b) bites)
+ *   -DET_KICK: the kick is edge-triggered (epoll); with it
+ *   BUG_NB_SEES_ET_KICK     the non-blocking poll fetches the kick's edge
  *   BUG_NOTIFY_SKIP_NO_FENCE  aio_notify()'s "already notified" fast path
  *                           without its fence: the caller's work may become
  *                           visible after the load that decided to return
@@ -61,6 +63,24 @@
 #ifdef BUG_NO_BARRIER          /* both halves of Dekker's pattern */
 #define BUG_NO_BARRIER_NOTIFY   /* aio_notify(): A2's load may pass A1's store */
 #define BUG_NO_BARRIER_POLL     /* blocking poll: N2's loads may pass N1's store */
+#endif
+
+/* -DET_KICK: the epoll engine's kick (src/posix/backend-epoll.c), an
+ * eventfd in the home set edge-triggered: the wait that fetches the edge
+ * consumes it (clear_kick() reads nothing, but for an occasional drain, which
+ * N5's "kick = false" still models).  Level-triggered otherwise: a wait only
+ * sees the kick, and N5's clear_kick() consumes it.  BUG_NB_SEES_ET_KICK: the
+ * non-blocking poll's wait is on the set with the kick and fetches (and so
+ * consumes) an edge it does not report: what the side set excludes. */
+#ifdef BUG_NB_SEES_ET_KICK
+#define ET_KICK
+#endif
+#ifdef ET_KICK
+#define FETCH_KICK atomic { kick -> kicked = true; kick = false }
+#define PEEK_KICK  atomic { kicked = kick; kick = false }
+#else
+#define FETCH_KICK kick -> kicked = true
+#define PEEK_KICK  kicked = kick
 #endif
 
 #ifndef NPROD
@@ -314,7 +334,7 @@ N3:
     :: sleepy ->
 sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
        if
-       :: kick -> kicked = true
+       :: FETCH_KICK
        :: atomic { fd_wakes > 0 -> fd_wakes-- }      /* a descriptor ended the sleep first */
        :: finished == NFIN && !outstanding && OWED_OK && !kick && !dispatch_lock ->
           /* Nothing was handed over that this sleep still owes: from here on
@@ -329,7 +349,7 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
     :: else ->
        if
        :: true                                       /* nothing to watch: no system call */
-       :: kicked = kick                              /* wait(timeout 0) over the fds */
+       :: PEEK_KICK                                  /* wait(timeout 0) over the fds */
        fi
     fi;
 #ifdef BUG_EMBED_ANNOUNCE_FLAG
@@ -454,7 +474,7 @@ hsleep:
     :: else
     fi;
 check:  /* aio_embed_check(): wait(timeout 0, with_kick), then N4, N5, N6 */
-    kicked = kick;
+    PEEK_KICK;
     if
     :: announced ->
 #ifdef BUG_EMBED_ANNOUNCE_FLAG
@@ -515,6 +535,9 @@ proctype NonBlocking()
           :: else
           fi;
           notified = false;
+#endif
+#ifdef BUG_NB_SEES_ET_KICK
+          atomic { kick -> kick = false };           /* fetched, not reported */
 #endif
           /* poll_nonblocking(): with_kick false, touches neither notified
            * nor the kick; then the same dispatch as N7. */
