@@ -245,7 +245,12 @@ static bool lower_and_accept(AioContext *ctx, bool kicked)
      * synchronizes with its release, so the work it published before
      * notifying is visible to the dispatch below. A notification that comes
      * after the exchange leaves notified set for the next blocking poll. */
-    bool was = atomic_exchange(&ctx->notified, false);
+    /* A plain (seq_cst) load first: reading false is what the exchange
+     * would have read, at the same place in the total order, and it stores
+     * nothing; a descriptor wake-up, which has no notification, then pays
+     * no locked instruction here. Reading true, the exchange below reads
+     * that true or a later one. */
+    bool was = atomic_load(&ctx->notified) && atomic_exchange(&ctx->notified, false);
     /* An embedded check compares this to know whether a nested blocking
      * poll has run (and consumed readiness) since. */
     ctx->accepts++;
