@@ -101,20 +101,12 @@ void aio_bh_schedule(AioBH *bh)
         return;
     }
     AioContext *ctx = bh->ctx;
-    /* Already scheduled and not yet claimed: the run to come is ours too
-     * (docs/wakeup-protocol.md, "Scheduling a scheduled BH"). Both bits:
-     * QUEUED alone is a cancelled BH, which must be scheduled again, and
-     * after the claim both are clear. The fence is Dekker's against the
-     * claim (a seq_cst RMW, then the callback's reads): if this load still
-     * sees the bits, the claim comes after the fence, so the callback sees
-     * what the caller wrote before scheduling. A plain load first, so that
-     * the path that must write pays no fence. */
-    if ((atomic_load_explicit(&bh->flags, memory_order_relaxed) & BH_RUNNABLE) == BH_RUNNABLE) {
-        atomic_thread_fence(memory_order_seq_cst);
-        if ((atomic_load_explicit(&bh->flags, memory_order_relaxed) & BH_RUNNABLE) == BH_RUNNABLE) {
-            return;
-        }
-    }
+    /* Always the fetch-or, also for a BH that is already scheduled: its
+     * release is what makes the caller's writes visible to the run that
+     * the claim starts. A plain-load check that skips it needs a full fence
+     * against the claim (Dekker's pattern), and load + fence measured
+     * slower than the fetch-or (docs/wakeup-protocol.md, "Scheduling a
+     * scheduled BH"). */
     unsigned old = atomic_fetch_or(&bh->flags, BH_RUNNABLE);
     if (!(old & BH_QUEUED)) {
         /* Pushed behind other pending BHs: their notification covers it. */
@@ -243,7 +235,6 @@ bool aio__bh_dispatch(AioContext *ctx)
          * word's order stops the run; one that follows it finds BH_QUEUED
          * clear and leaves the run alone (it "already began"). */
         aio__call_hook(ctx, AIO_HOOK_BH_BEFORE_CLAIM);
-        /* seq_cst: the other half of aio_bh_schedule()'s fence. */
         unsigned old = atomic_fetch_and(&bh->flags, ~(unsigned)BH_RUNNABLE);
         if (old & BH_DELETED) {
             free(bh);

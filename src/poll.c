@@ -29,23 +29,10 @@ void aio_notify(AioContext *ctx)
     if (!ctx) {
         return;
     }
-    /* Already notified and not yet accepted: the poll whose accept will
-     * clear the flag has not done so, so it dispatches after this call, and
-     * a poll that decides to sleep later reads false only after that accept
-     * (docs/wakeup-protocol.md, "The already-notified fast path"). No store,
-     * so the cache line stays shared with the poller under a flood. The
-     * fence stands in for the release the skipped store would have been:
-     * the caller's work is visible to every thread before the load that
-     * decides to return, hence before that accept (the model's
-     * BUG_NOTIFY_SKIP_NO_FENCE loses a wake-up without it). The load comes
-     * first and the fence only on the skip, so a notification that does
-     * store pays nothing extra. */
-    if (atomic_load_explicit(&ctx->notified, memory_order_relaxed)) {
-        atomic_thread_fence(memory_order_seq_cst);
-        if (atomic_load_explicit(&ctx->notified, memory_order_relaxed)) {
-            return;
-        }
-    }
+    /* No "already notified" early return (docs/wakeup-protocol.md, "Why
+     * aio_notify always stores"): without a fence it loses wake-ups (the
+     * model's BUG_NOTIFY_SKIP_NO_FENCE), and with one it measured slower
+     * than the store it saves. */
     /* Store, then load: both seq_cst. This is the store->load pair of
      * Dekker's algorithm, the one reordering x86 also performs (through its
      * store buffer); weaker orders here reintroduce lost wake-ups on every

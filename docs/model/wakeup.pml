@@ -22,9 +22,11 @@
  *                           instead of an exchange (shows property (b) bites)
  *   -DET_KICK: the kick is edge-triggered (epoll); with it
  *   BUG_NB_SEES_ET_KICK     the non-blocking poll fetches the kick's edge
- *   BUG_NOTIFY_SKIP_NO_FENCE  aio_notify()'s "already notified" fast path
- *                           without its fence: the caller's work may become
- *                           visible after the load that decided to return
+ *   BUG_NOTIFY_SKIP_NO_FENCE  aio_notify() returns early when it loads
+ *                           notified set, with no fence before the load: the
+ *                           caller's work may become visible after the load
+ *                           that decided to return (why aio_notify always
+ *                           stores; -DHC_LAST is its control)
  *
  * -DEMBED: the home thread is a host loop driving an embedded context
  * (src/embed.c): prepare (N1 once, N2), the host's own sleep on the
@@ -154,13 +156,6 @@ ltl no_lost_wakeup { [] (outstanding -> <> !outstanding) }
 /* ---- aio_notify() (src/poll.c) -------------------------------------------- */
 inline aio_notify()
 {
-    /* The fast path (src/poll.c): a seq_cst fence, then a plain load of
-     * notified; when it is already set, return at once.  The fence makes the
-     * caller's work visible before the load (BUG_NOTIFY_SKIP_NO_FENCE drops
-     * it, in the producer below); under SC it is no step of its own. */
-    if
-    :: notified -> skip                              /* A0: set already: nothing to do */
-    :: else ->
 #ifdef BUG_NO_BARRIER_NOTIFY
     /* No full barrier between A1 and A2: the store may sit in the store
      * buffer while the load is performed.  Either order can happen. */
@@ -186,7 +181,6 @@ inline aio_notify()
           fi
        fi
     :: else
-    fi
     fi;
     seen = 0; old = false
 }
@@ -243,9 +237,10 @@ proctype Producer(byte p)
            * list_lock, then always aio_notify(): the home thread must come
            * round and take a new snapshot.  Only the home thread can. */
 #ifdef BUG_NOTIFY_SKIP_NO_FENCE
-          /* aio_notify()'s fast path without its fence: the load of notified
+          /* An "already notified" early return in aio_notify() (libuv's
+           * uv_async_send check) without a fence before its load: the load
            * may be performed while the generation bump still sits in the
-           * store buffer; it drains after the early return. */
+           * store buffer; it drains after the return. */
           if
           :: notified -> hc_pending = true
           :: else -> hc_pending = true; aio_notify()
