@@ -22,6 +22,7 @@ enum {
     BH_SCHEDULED = 1u << 1, /* run the callback when dequeued */
     BH_DELETED = 1u << 2,   /* free when dequeued */
     BH_ONESHOT = 1u << 3,   /* free after the callback ran */
+    BH_RUNNABLE = BH_QUEUED | BH_SCHEDULED, /* will run; the claim clears both */
 };
 
 struct AioBH {

@@ -42,6 +42,11 @@ typedef enum AioHookPoint {
      * thread that wants to dispatch now waits for it) and is about to look
      * for ready handlers. */
     AIO_HOOK_NONBLOCKING_DISPATCH,
+    /* The dispatch-right holder has taken the pending stack and popped one
+     * BH from the queue, and is about to claim it (clear QUEUED and
+     * SCHEDULED) and run it: a schedule from here on finds it scheduled
+     * and adds nothing but its writes to the coming run. */
+    AIO_HOOK_BH_BEFORE_CLAIM,
     /* The last unref, on its thread: the worker pool has dropped the work
      * that had not started and is about to wait for the running work. */
     AIO_HOOK_POOL_STOPPING,

@@ -101,7 +101,13 @@ void aio_bh_schedule(AioBH *bh)
         return;
     }
     AioContext *ctx = bh->ctx;
-    unsigned old = atomic_fetch_or(&bh->flags, BH_QUEUED | BH_SCHEDULED);
+    /* Always the fetch-or, also for a BH that is already scheduled: its
+     * release is what makes the caller's writes visible to the run that
+     * the claim starts. A plain-load check that skips it needs a full fence
+     * against the claim (Dekker's pattern), and load + fence measured
+     * slower than the fetch-or (docs/wakeup-protocol.md, "Scheduling a
+     * scheduled BH"). */
+    unsigned old = atomic_fetch_or(&bh->flags, BH_RUNNABLE);
     if (!(old & BH_QUEUED)) {
         /* Pushed behind other pending BHs: their notification covers it. */
         if (bh_push(ctx, bh)) {
@@ -228,7 +234,8 @@ bool aio__bh_dispatch(AioContext *ctx)
         /* The claim. A cancel or delete whose store precedes it in the flag
          * word's order stops the run; one that follows it finds BH_QUEUED
          * clear and leaves the run alone (it "already began"). */
-        unsigned old = atomic_fetch_and(&bh->flags, ~(unsigned)(BH_QUEUED | BH_SCHEDULED));
+        aio__call_hook(ctx, AIO_HOOK_BH_BEFORE_CLAIM);
+        unsigned old = atomic_fetch_and(&bh->flags, ~(unsigned)BH_RUNNABLE);
         if (old & BH_DELETED) {
             free(bh);
         } else if (old & BH_SCHEDULED) {

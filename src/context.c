@@ -23,6 +23,7 @@ static const AioBackendOps *select_backend(void)
 
 AioContext *aio_context_new(void)
 {
+    aio__platform_init();
     const AioBackendOps *ops = select_backend();
     if (!ops) {
         errno = EINVAL;

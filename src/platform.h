@@ -9,6 +9,7 @@
 #ifndef AIOPOLL_PLATFORM_H
 #define AIOPOLL_PLATFORM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,10 +65,28 @@ int aio__check_fd(aio_fd_t fd);
 int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n);
 void aio__object_close(AioObject *o);
 
+/* Once per process, before the first context is made (aio_context_new);
+ * idempotent and safe from any thread. Registers what the fork generation
+ * below needs (POSIX: the pthread_atfork handler), so that the getter is a
+ * plain load instead of a pthread_once on every aio_poll. */
+void aio__platform_init(void);
+
 /* The number of fork()s between the process's start and the calling
- * process: it changes in a child at the moment of fork(). Cheap (a relaxed
- * load); always 0 where there is no fork(). */
-unsigned aio__fork_generation(void);
+ * process: it changes in a child at the moment of fork(). Written only by
+ * the platform layer (src/posix: the atfork child handler; never on Win32,
+ * where it stays 0). */
+extern atomic_uint aio__fork_gen;
+
+/* Relaxed, not acquire: the value publishes no data. The only write happens
+ * in a child, inside fork(), on the child's only thread, before fork()
+ * returns there; every later read in the child is sequenced after it on
+ * that thread or runs on a thread created after it (thread creation
+ * synchronizes), and in the parent the value never changes at all. So
+ * every read that can matter already happens after the write. */
+static inline unsigned aio__fork_generation(void)
+{
+    return atomic_load_explicit(&aio__fork_gen, memory_order_relaxed);
+}
 
 /* Pause hint for busy-poll loops. */
 void aio__cpu_relax(void);

@@ -29,6 +29,10 @@ void aio_notify(AioContext *ctx)
     if (!ctx) {
         return;
     }
+    /* No "already notified" early return (docs/wakeup-protocol.md, "Why
+     * aio_notify always stores"): without a fence it loses wake-ups (the
+     * model's BUG_NOTIFY_SKIP_NO_FENCE), and with one it measured slower
+     * than the store it saves. */
     /* Store, then load: both seq_cst. This is the store->load pair of
      * Dekker's algorithm, the one reordering x86 also performs (through its
      * store buffer); weaker orders here reintroduce lost wake-ups on every
@@ -42,8 +46,11 @@ void aio_notify(AioContext *ctx)
          * wake-up object is signalled (or about to be, by that notifier), so
          * the sleep ends anyway, and the poller re-reads notified after it
          * re-arms kick_pending (see poll_blocking), so our news is not lost
-         * either. seq_cst, after our store to notified. */
-        if (!atomic_exchange(&ctx->kick_pending, true)) {
+         * either. seq_cst, after our store to notified. The plain load
+         * first keeps a flood against a sleeping loop off the flag's cache
+         * line: reading true is what the exchange would have read, and it
+         * stores nothing. */
+        if (!atomic_load(&ctx->kick_pending) && !atomic_exchange(&ctx->kick_pending, true)) {
             ctx->ops->kick(ctx->be);
             /* Any thread: an RMW, on a path that made a system call. */
             atomic_fetch_add_explicit(&ctx->stats.notify_syscalls, 1, memory_order_relaxed);
@@ -225,7 +232,12 @@ static bool lower_and_accept(AioContext *ctx, bool kicked)
      * synchronizes with its release, so the work it published before
      * notifying is visible to the dispatch below. A notification that comes
      * after the exchange leaves notified set for the next blocking poll. */
-    bool was = atomic_exchange(&ctx->notified, false);
+    /* A plain (seq_cst) load first: reading false is what the exchange
+     * would have read, at the same place in the total order, and it stores
+     * nothing; a descriptor wake-up, which has no notification, then pays
+     * no locked instruction here. Reading true, the exchange below reads
+     * that true or a later one. */
+    bool was = atomic_load(&ctx->notified) && atomic_exchange(&ctx->notified, false);
     /* An embedded check compares this to know whether a nested blocking
      * poll has run (and consumed readiness) since. */
     ctx->accepts++;

@@ -48,6 +48,14 @@ static AioSource *find_live_locked(AioContext *ctx, aio_fd_t fd, AioEventNotifie
     return NULL;
 }
 
+/* Closes the source's own object and frees it: the end of every source,
+ * linked or not. */
+static void source_free(AioSource *src)
+{
+    aio__object_close(&src->watch.obj);
+    free(src);
+}
+
 static void unlink_and_free_locked(AioContext *ctx, AioSource *src)
 {
     if (src->prev) {
@@ -58,8 +66,7 @@ static void unlink_and_free_locked(AioContext *ctx, AioSource *src)
     if (src->next) {
         src->next->prev = src->prev;
     }
-    aio__object_close(&src->watch.obj);
-    free(src);
+    source_free(src);
 }
 
 static void unwatch_locked(AioContext *ctx, AioSource *src)
@@ -199,8 +206,7 @@ static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is
             ret = watch_locked(ctx, src);
         }
         if (ret < 0) {
-            aio__object_close(&src->watch.obj);
-            free(src);
+            source_free(src); /* never linked, never in a snapshot */
         } else {
             src->next = ctx->sources;
             if (ctx->sources) {

@@ -601,3 +601,93 @@ Test(bh, delete_from_other_thread_during_its_run, .timeout = 20)
     cr_assert_eq(atomic_load(&r.target_ran), 1);
     aio_context_unref(r.ctx);
 }
+
+/* ---- Scheduling a BH that is already scheduled (the fast path) ---------- */
+
+/* aio_bh_schedule() of a BH it finds QUEUED and SCHEDULED returns without
+ * writing anything (src/bh.c). Here the dispatch has taken the stack and is
+ * held just before its claim of the BH while another thread writes a
+ * payload and schedules again: the run that follows must see the payload
+ * (the skip's fence against the claim), a cancel before the schedule must
+ * not be skipped (QUEUED alone is no scheduled BH), and once the claim has
+ * cleared the bits a schedule from the callback must queue the BH again. */
+typedef struct claim_race {
+    AioContext *ctx;
+    AioBH *bh;
+    tc_gate gate;
+    bool cancel_first;
+    int payload;   /* plain: the remote thread's write, read by the callback */
+    int seen[3];   /* payload at each run */
+    atomic_int ran;
+    atomic_int missed;
+} claim_race;
+
+static void claim_race_cb(void *opaque)
+{
+    claim_race *c = opaque;
+    int n = atomic_load(&c->ran);
+    if (n < 3) {
+        c->seen[n] = c->payload;
+    }
+    atomic_store(&c->ran, n + 1);
+    if (n == 0) {
+        /* After the claim: both bits are clear, so this must queue again. */
+        c->payload = 7;
+        aio_bh_schedule(c->bh);
+    }
+}
+
+static void claim_race_remote(void *p)
+{
+    claim_race *c = p;
+    if (!tc_gate_wait_reached(&c->gate, TC_BOUND_MS)) {
+        atomic_store(&c->missed, 1);
+    }
+    if (c->cancel_first) {
+        aio_bh_cancel(c->bh);
+    }
+    c->payload = 42;
+    aio_bh_schedule(c->bh);
+    tc_gate_release(&c->gate);
+}
+
+static void claim_race_case(bool cancel_first)
+{
+    claim_race c;
+    memset(&c, 0, sizeof(c));
+    c.ctx = tc_ctx_new();
+    c.cancel_first = cancel_first;
+    atomic_init(&c.ran, 0);
+    atomic_init(&c.missed, 0);
+    c.bh = aio_bh_new(c.ctx, claim_race_cb, &c);
+    cr_assert_not_null(c.bh);
+    aio_bh_schedule(c.bh);
+    tc_gate_install(c.ctx, &c.gate, AIO_HOOK_BH_BEFORE_CLAIM, true);
+    tc_thread *t = tc_thread_start(claim_race_remote, &c);
+    cr_assert_eq(aio_poll(c.ctx, false), 1);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS), "the remote thread did not finish");
+    cr_assert(!atomic_load(&c.missed), "the dispatch never reached its claim");
+    cr_assert(!atomic_load(&c.gate.timed_out), "the gate held the dispatch until timeout");
+    tc_gate_remove(c.ctx, &c.gate);
+    cr_assert_eq(atomic_load(&c.ran), 1, "the schedule before the claim ran %d times, not once",
+                 atomic_load(&c.ran));
+    cr_assert_eq(c.seen[0], 42, "the run after a skipped schedule missed its write (saw %d)",
+                 c.seen[0]);
+    /* The callback's own schedule, after the claim, is a new run. */
+    cr_assert_eq(tc_poll_idle(c.ctx, 10), 1);
+    cr_assert_eq(atomic_load(&c.ran), 2, "the schedule after the claim ran %d times, not once",
+                 atomic_load(&c.ran) - 1);
+    cr_assert_eq(c.seen[1], 7);
+    aio_bh_delete(c.bh);
+    aio_context_unref(c.ctx);
+}
+
+Test(bh, schedule_of_a_scheduled_bh_before_its_claim_runs_once_with_the_write, .timeout = 20)
+{
+    claim_race_case(false);
+}
+
+Test(bh, cancel_then_schedule_before_the_claim_is_not_skipped, .timeout = 20)
+{
+    claim_race_case(true);
+}

@@ -107,12 +107,20 @@ BUGORDER="-DSAFETY -DREVERSE"
 check correct                verify ""                         "$SAFETY" ""
 check correct-strict         verify "-DSTRICT"                 "$SAFETY" ""
 check correct-ltl            verify "-DLTL"                    ""        "-a -f"
+# The handler change as the producer's last work: what BUG_NOTIFY_SKIP_NO_FENCE
+# needs to bite, verified with the fence.
+check correct-hc-last        verify "-DHC_LAST"                "$SAFETY" ""
 
 for bug in BUG_NONBLOCKING_ACCEPT BUG_NO_BARRIER BUG_NO_BARRIER_NOTIFY \
            BUG_NO_BARRIER_POLL BUG_CLEAR_AFTER_REARM BUG_TWO_BLOCKERS \
-           BUG_NB_NO_RIGHT BUG_TAKE_NOT_ATOMIC; do
+           BUG_NB_NO_RIGHT BUG_TAKE_NOT_ATOMIC BUG_NOTIFY_SKIP_NO_FENCE; do
     check "$bug"             bite   "-D$bug"                   "$BUGORDER" ""
 done
+# The epoll engine's edge-triggered kick (consumed by the wait that fetches
+# it), and a non-blocking poll that could fetch it.
+check et-correct             verify "-DET_KICK"                "$SAFETY" ""
+check et-correct-strict      verify "-DET_KICK -DSTRICT"       "$SAFETY" ""
+check et-BUG_NB_SEES_ET_KICK bite   "-DBUG_NB_SEES_ET_KICK"    "$BUGORDER" ""
 for bug in BUG_NONBLOCKING_ACCEPT BUG_NO_BARRIER BUG_CLEAR_AFTER_REARM BUG_TWO_BLOCKERS; do
     check "$bug-ltl"         bite   "-DLTL -D$bug"             "-DREVERSE" "-a -f"
 done
@@ -122,6 +130,8 @@ done
 # callbacks, the foreign non-blocking poll.
 check embed-correct          verify "-DEMBED"                  "$SAFETY" ""
 check embed-correct-strict   verify "-DEMBED -DSTRICT"         "$SAFETY" ""
+check embed-et-correct       verify "-DEMBED -DET_KICK"        "$SAFETY" ""
+check embed-et-BUG_NB_SEES_ET_KICK bite "-DEMBED -DBUG_NB_SEES_ET_KICK" "$BUGORDER" ""
 for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_ANNOUNCE_FLAG BUG_EMBED_NESTED_NO_PASS_ON \
            BUG_EMBED_ANNOUNCE_LATE BUG_NONBLOCKING_ACCEPT; do
     check "embed-$bug"       bite   "-DEMBED -D$bug"           "$BUGORDER" ""

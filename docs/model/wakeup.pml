@@ -20,6 +20,13 @@
  *                           dispatch right        (shows property (c) bites)
  *   BUG_TAKE_NOT_ATOMIC     the BH stack is taken with a load and a store
  *                           instead of an exchange (shows property (b) bites)
+ *   -DET_KICK: the kick is edge-triggered (epoll); with it
+ *   BUG_NB_SEES_ET_KICK     the non-blocking poll fetches the kick's edge
+ *   BUG_NOTIFY_SKIP_NO_FENCE  aio_notify() returns early when it loads
+ *                           notified set, with no fence before the load: the
+ *                           caller's work may become visible after the load
+ *                           that decided to return (why aio_notify always
+ *                           stores; -DHC_LAST is its control)
  *
  * -DEMBED: the home thread is a host loop driving an embedded context
  * (src/embed.c): prepare (N1 once, N2), the host's own sleep on the
@@ -68,6 +75,24 @@
 #define BUG_NO_BARRIER_POLL     /* blocking poll: N2's loads may pass N1's store */
 #endif
 
+/* -DET_KICK: the epoll engine's kick (src/posix/backend-epoll.c), an
+ * eventfd in the home set edge-triggered: the wait that fetches the edge
+ * consumes it (clear_kick() reads nothing, but for an occasional drain, which
+ * N5's "kick = false" still models).  Level-triggered otherwise: a wait only
+ * sees the kick, and N5's clear_kick() consumes it.  BUG_NB_SEES_ET_KICK: the
+ * non-blocking poll's wait is on the set with the kick and fetches (and so
+ * consumes) an edge it does not report: what the side set excludes. */
+#ifdef BUG_NB_SEES_ET_KICK
+#define ET_KICK
+#endif
+#ifdef ET_KICK
+#define FETCH_KICK atomic { kick -> kicked = true; kick = false }
+#define PEEK_KICK  atomic { kicked = kick; kick = false }
+#else
+#define FETCH_KICK kick -> kicked = true
+#define PEEK_KICK  kicked = kick
+#endif
+
 #ifndef NPROD
 #define NPROD 2          /* producer threads */
 #endif
@@ -90,6 +115,11 @@
 #ifdef ANY_WORK
 #define IS_BH(p, r) true
 #define IS_HC(p, r) true
+#elif defined(HC_LAST) || defined(BUG_NOTIFY_SKIP_NO_FENCE)
+/* The handler change last: a later notification of the same producer would
+ * otherwise bring the home thread round to the late generation bump. */
+#define IS_HC(p, r) ((p) == 1 && (r) == ROUNDS - 1)
+#define IS_BH(p, r) (!IS_HC(p, r))
 #else
 #define IS_HC(p, r) ((p) == 1 && (r) == 0)
 #define IS_BH(p, r) (!IS_HC(p, r))
@@ -139,7 +169,7 @@ byte fd_wakes = FD_WAKES;
 #else
 #define WAKE kick
 #define KICK() kick = true
-#define REAP(k) k = kick
+#define REAP(k) PEEK_KICK /* k is always kicked */
 #endif
 
 /* -DSTRICT: also count a notification as owed after the home thread decided
@@ -174,10 +204,14 @@ inline aio_notify()
 #endif
     if
     :: seen > 0 ->
-       atomic { old = kick_pending; kick_pending = true };  /* A3: exchange */
        if
-       :: !old -> KICK()                             /* A4: ops->kick() */
-       :: else
+       :: kick_pending -> skip                       /* A3': plain load: a kick is on its way */
+       :: else ->
+          atomic { old = kick_pending; kick_pending = true };  /* A3: exchange */
+          if
+          :: !old -> KICK()                          /* A4: ops->kick() */
+          :: else
+          fi
        fi
     :: else
     fi;
@@ -235,8 +269,19 @@ proctype Producer(byte p)
           /* a handler change (src/sources.c source_set): generation++ under
            * list_lock, then always aio_notify(): the home thread must come
            * round and take a new snapshot.  Only the home thread can. */
+#ifdef BUG_NOTIFY_SKIP_NO_FENCE
+          /* An "already notified" early return in aio_notify() (libuv's
+           * uv_async_send check) without a fence before its load: the load
+           * may be performed while the generation bump still sits in the
+           * store buffer; it drains after the return. */
+          if
+          :: notified -> hc_pending = true
+          :: else -> hc_pending = true; aio_notify()
+          fi
+#else
           hc_pending = true;
           aio_notify()
+#endif
        fi;
        r++
     :: else -> break
@@ -323,7 +368,7 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
 #ifdef URING
        :: WAKE -> REAP(kicked)
 #else
-       :: kick -> kicked = true
+       :: FETCH_KICK
 #endif
        :: atomic { fd_wakes > 0 -> fd_wakes-- }      /* a descriptor ended the sleep first */
        :: finished == NFIN && !outstanding && OWED_OK && !WAKE && !dispatch_lock ->
@@ -342,7 +387,7 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
 #ifdef URING
        :: ARM(); REAP(kicked)                        /* wait(timeout 0) over the fds */
 #else
-       :: kicked = kick                              /* wait(timeout 0) over the fds */
+       :: PEEK_KICK                                  /* wait(timeout 0) over the fds */
 #endif
        fi
     fi;
@@ -563,6 +608,9 @@ proctype NonBlocking()
           :: else
           fi;
           notified = false;
+#endif
+#ifdef BUG_NB_SEES_ET_KICK
+          atomic { kick -> kick = false };           /* fetched, not reported */
 #endif
           /* poll_nonblocking(): with_kick false, touches neither notified
            * nor the kick; then the same dispatch as N7. */

@@ -4,10 +4,11 @@
  *
  * Registration follows the core's watch()/unwatch() calls, which come under
  * the context's list lock; the kernel keeps the interest list, so a wait costs
- * the same with 1 or 10000 idle descriptors. Several threads may wait on the
- * one epoll set at once (the home thread asleep, others polling with timeout
- * 0): level-triggered delivery lets each of them see a ready descriptor, and
- * every per-call array lives in the caller's AioWaitSet.
+ * the same with 1 or 10000 idle descriptors. Several threads may wait at once
+ * (the home thread asleep on the set with the kick, others polling with
+ * timeout 0 on the side set without it): level-triggered delivery of the
+ * descriptors lets each of them see a ready one, and every per-call array
+ * lives in the caller's AioWaitSet.
  *
  * Event data is the watch's id and each watch's descriptor is the context's
  * private duplicate (epoll-internal.h): removal always takes it out of the
@@ -35,14 +36,28 @@ int aio__epoll_open(AioEpoll *ep, int wake_fd)
     if (ep->epfd < 0) {
         return -errno;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
-    if (AIO_FAULT_CALL(AIO_FAULT_EPOLL_CTL, -1, epoll_ctl(ep->epfd, EPOLL_CTL_ADD, wake_fd, &ev)) < 0) {
+    ep->side_epfd = AIO_FAULT_CALL(AIO_FAULT_EPOLL_CREATE, -1, epoll_create1(EPOLL_CLOEXEC));
+    if (ep->side_epfd < 0) {
         int err = -errno;
         close(ep->epfd);
         ep->epfd = -1;
         return err;
     }
+    /* Edge-triggered: a blocking wait that fetches the kick has consumed it,
+     * so accepting needs no read(). Only waits with the kick ever fetch from
+     * this set (the home thread's blocking polls); every other wait uses
+     * side_epfd, which does not hold the eventfd, so no other thread can
+     * take the one edge a sleeper needs (epoll-internal.h). */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = WAKE_ID};
+    if (AIO_FAULT_CALL(AIO_FAULT_EPOLL_CTL, -1, epoll_ctl(ep->epfd, EPOLL_CTL_ADD, wake_fd, &ev)) < 0) {
+        int err = -errno;
+        close(ep->side_epfd);
+        close(ep->epfd);
+        ep->epfd = ep->side_epfd = -1;
+        return err;
+    }
     ep->forked = false;
+    ep->kicks_undrained = 0;
     aio__mutex_init(&ep->always_lock);
     ep->always = NULL;
     ep->nalways_cap = 0;
@@ -55,11 +70,27 @@ void aio__epoll_close(AioEpoll *ep)
 {
     if (ep->epfd >= 0) {
         close(ep->epfd);
+        close(ep->side_epfd);
         aio__mutex_destroy(&ep->always_lock);
         free(ep->always);
         ep->always = NULL;
     }
-    ep->epfd = -1;
+    ep->epfd = ep->side_epfd = -1;
+}
+
+void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake)
+{
+    /* The edge was consumed by the wait that reported it; the eventfd's
+     * counter only grows. Read it every AIO_EPOLL_DRAIN_EVERY kicks so that
+     * it stays small (a write can never reach the 2^64 - 2 limit and fail
+     * with EAGAIN). Safe at this point of the protocol: between the wait
+     * that fetched the edge and the re-arm of kick_pending that follows,
+     * no notifier writes (kick_pending is still true), so the read eats no
+     * edge that anybody still needs. */
+    if (++ep->kicks_undrained >= AIO_EPOLL_DRAIN_EVERY) {
+        ep->kicks_undrained = 0;
+        aio__notifier_test_and_clear(wake);
+    }
 }
 
 static uint32_t interest_events(const AioWatch *w)
@@ -110,11 +141,17 @@ static bool always_del(AioEpoll *ep, AioSourceId id)
 int aio__epoll_add(AioEpoll *ep, const AioWatch *w)
 {
     struct epoll_event ev = {.events = interest_events(w), .data.u64 = w->id};
-    if (AIO_FAULT_CALL(AIO_FAULT_EPOLL_CTL, -1,
-                       epoll_ctl(ep->epfd, EPOLL_CTL_ADD, aio__watch_fd(w), &ev)) < 0) {
+    int fd = aio__watch_fd(w);
+    if (AIO_FAULT_CALL(AIO_FAULT_EPOLL_CTL, -1, epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev)) < 0) {
         /* EPERM: a file epoll cannot watch, which poll() reports ready for
          * both directions at all times; report it the same way. */
         return errno == EPERM ? always_add(ep, w->id) : -errno;
+    }
+    /* The same watch in the set of the waits without the kick. */
+    if (AIO_FAULT_CALL(AIO_FAULT_EPOLL_CTL, -1, epoll_ctl(ep->side_epfd, EPOLL_CTL_ADD, fd, &ev)) < 0) {
+        int err = -errno;
+        (void)epoll_ctl(ep->epfd, EPOLL_CTL_DEL, fd, NULL);
+        return err;
     }
     atomic_fetch_add_explicit(&ep->nregistered, 1, memory_order_relaxed);
     return 0;
@@ -127,13 +164,14 @@ void aio__epoll_del(AioEpoll *ep, const AioWatch *w)
     }
     atomic_fetch_sub_explicit(&ep->nregistered, 1, memory_order_relaxed);
     if (ep->forked) {
-        /* The set is shared with the parent, whose registration of this
-         * (file, descriptor) pair is the same entry: leave it alone. */
+        /* The sets are shared with the parent, whose registration of this
+         * (file, descriptor) pair is the same entry: leave them alone. */
         return;
     }
     /* Cannot fail: the descriptor is the context's own and still open, so
-     * the kernel still has it under exactly this number. */
+     * the kernel still has it under exactly this number in both sets. */
     (void)epoll_ctl(ep->epfd, EPOLL_CTL_DEL, aio__watch_fd(w), NULL);
+    (void)epoll_ctl(ep->side_epfd, EPOLL_CTL_DEL, aio__watch_fd(w), NULL);
 }
 
 /* Appends the always-ready watches; true if there are any. */
@@ -205,16 +243,18 @@ int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t 
     }
     int max = sc->events_cap > INT32_MAX ? INT32_MAX : (int)sc->events_cap;
     struct epoll_event *evs = sc->events;
-    int r = do_epoll_wait(ep->epfd, evs, max, timeout_ns);
+    /* Rule 1 by construction: a wait without the kick cannot even receive
+     * its edge (an edge is delivered once; fetched here it would be lost to
+     * the home thread's sleep). */
+    int r = do_epoll_wait(with_kick ? ep->epfd : ep->side_epfd, evs, max, timeout_ns);
     if (r < 0) {
         return errno == EINTR ? 0 : -errno;
     }
     for (int i = 0; i < r; i++) {
         AioSourceId id = evs[i].data.u64;
         if (id == WAKE_ID) {
-            /* Only a blocking wait may report it. It is not read here
-             * either way. */
-            *kicked |= with_kick;
+            /* Only in the set of waits with the kick. */
+            *kicked = true;
             continue;
         }
         uint32_t re = evs[i].events;
@@ -285,7 +325,7 @@ static void epoll_kick(AioBackend *be)
 
 static void epoll_clear_kick(AioBackend *be)
 {
-    aio__notifier_test_and_clear(&be->wake);
+    aio__epoll_kick_consumed(&be->ep, &be->wake);
 }
 
 static int epoll_watch(AioBackend *be, AioWatch *w)

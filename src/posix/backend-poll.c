@@ -330,6 +330,22 @@ static void hybrid_unwatch(AioBackend *be, AioWatch *w)
     w->backend_data = NULL;
 }
 
+/* After the switch the eventfd is in the epoll set edge-triggered: the
+ * wait that reported the kick consumed it, no read() is needed (the
+ * engine's occasional drain aside). A kick seen by a ppoll wait that began
+ * before the switch is left unread too: the counter stays up, which only
+ * ppoll waits with the kick could mind, and there are none after the switch
+ * (they are the home thread's, and this is the home thread, whose next wait
+ * reads the new mode). */
+static void hybrid_clear_kick(AioBackend *be)
+{
+    if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
+        aio__epoll_kick_consumed(&be->ep, &be->wake);
+    } else {
+        aio__notifier_test_and_clear(&be->wake);
+    }
+}
+
 static void hybrid_forked(AioBackend *be)
 {
     be->ep.forked = true;
@@ -383,14 +399,16 @@ const AioBackendOps aio__backend_ppoll = {
     .create = ppoll_create,
     .destroy = poll_destroy,
     .kick = poll_kick,
-    .clear_kick = poll_clear_kick,
 #if HYBRID
+    .clear_kick = hybrid_clear_kick,
     .watch = hybrid_watch,
     .unwatch = hybrid_unwatch,
     .current_name = hybrid_current_name,
     .forked = hybrid_forked,
     .embed_aggregate = hybrid_embed_aggregate,
     .embed_busy = hybrid_embed_busy,
+#else
+    .clear_kick = poll_clear_kick,
 #endif
     .embed_kick_handle = poll_embed_kick_handle,
     .wait = poll_wait,

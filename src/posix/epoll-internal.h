@@ -25,19 +25,30 @@
  * the kernel delivers nothing for it; an event fetched just before can only
  * carry an id that the core no longer resolves.
  *
- * Wake-up design: level-triggered epoll_wait() never reads or resets a
- * descriptor, so a wait that sees id 0 consumes nothing; a non-blocking wait
- * (with_kick false) skips it, and only a blocking poll's clear_kick() reads
- * the eventfd. That keeps a cross-thread wake-up at one epoll_wait() and one
- * read(), the same system calls as the eventfd+ppoll floor.
+ * Wake-up design: the wake-up eventfd is in epfd only, edge-triggered, so
+ * the wait that fetches its edge has consumed the kick and accepting needs no
+ * read(): a cross-thread wake-up is one write() and one epoll_wait(). An edge
+ * is delivered once, to whichever wait fetches it, so the class "another
+ * wait takes the edge the sleeper needs" (QEMU's 2018 hang in another form)
+ * is excluded by construction: waits without the kick (with_kick false:
+ * every non-blocking poll, on any thread, the home thread's too) wait on
+ * side_epfd, a second set with the same watches and no eventfd, and only the
+ * home thread's blocking polls wait on epfd. The cost is one more epoll_ctl
+ * per registration change and one more descriptor per context. The counter
+ * of the never-read eventfd is drained every AIO_EPOLL_DRAIN_EVERY accepted
+ * kicks (aio__epoll_kick_consumed).
  *
  * Descriptors epoll refuses (EPERM: regular files, directories, /dev/null)
  * are what poll() calls always ready; the engine keeps their ids in a list
  * and reports them ready on every wait, so every backend agrees
  * (docs/design.md, "Descriptors that cannot be polled").
  */
+#define AIO_EPOLL_DRAIN_EVERY 4096
+
 typedef struct AioEpoll {
-    int epfd;                  /* -1 until opened */
+    int epfd;                  /* -1 until opened; watches + the kick (ET) */
+    int side_epfd;             /* the same watches, no kick: with_kick false */
+    unsigned kicks_undrained;  /* accepted kicks since the last read; home thread */
     atomic_size_t nregistered; /* descriptors in the set, wake-up included */
     bool forked;               /* a child's copy: never touch the set */
 
@@ -63,6 +74,11 @@ void aio__epoll_close(AioEpoll *ep);
 int aio__epoll_add(AioEpoll *ep, const AioWatch *w);
 /* Removes it again; cannot fail. */
 void aio__epoll_del(AioEpoll *ep, const AioWatch *w);
+
+/* The home thread's blocking poll accepted a kick that a wait of this
+ * engine reported (clear_kick()): no system call, but now and then a read
+ * that keeps wake's counter bounded. */
+void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake);
 
 /* Waits on the set: the wait() backend op. */
 int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,

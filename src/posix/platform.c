@@ -210,15 +210,14 @@ void aio__object_close(AioObject *o)
 }
 
 /* Bumped in the child by pthread_atfork: a context created before the fork
- * sees a generation other than its own there. Relaxed is enough: only the
- * forking thread exists in the child when the handler runs, and every later
- * thread of the child is created after it. */
-static atomic_uint fork_gen;
+ * sees a generation other than its own there (platform.h argues why the
+ * reader's relaxed load is enough). */
+atomic_uint aio__fork_gen;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void on_fork_child(void)
 {
-    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&aio__fork_gen, 1, memory_order_relaxed);
 }
 
 static void fork_register(void)
@@ -235,8 +234,10 @@ void aio__fault_set_error(int err)
 }
 #endif
 
-unsigned aio__fork_generation(void)
+void aio__platform_init(void)
 {
+    /* Before the first context exists nothing can be inherited, so a fork
+     * before this point needs no detection; every context's fork_gen is
+     * read after this returns. */
     pthread_once(&fork_once, fork_register);
-    return atomic_load_explicit(&fork_gen, memory_order_relaxed);
 }

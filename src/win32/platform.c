@@ -234,9 +234,11 @@ void aio__fault_set_error(int err)
 }
 #endif
 
-unsigned aio__fork_generation(void)
+/* No fork() on Windows: never written, always 0. */
+atomic_uint aio__fork_gen;
+
+void aio__platform_init(void)
 {
-    return 0; /* no fork() on Windows */
 }
 
 void aio__cpu_relax(void)
