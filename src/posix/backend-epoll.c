@@ -57,6 +57,7 @@ int aio__epoll_open(AioEpoll *ep, int wake_fd)
         return err;
     }
     ep->forked = false;
+    ep->embedded = false;
     ep->kicks_undrained = 0;
     aio__mutex_init(&ep->always_lock);
     ep->always = NULL;
@@ -87,10 +88,24 @@ void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake)
      * that fetched the edge and the re-arm of kick_pending that follows,
      * no notifier writes (kick_pending is still true), so the read eats no
      * edge that anybody still needs. */
-    if (++ep->kicks_undrained >= AIO_EPOLL_DRAIN_EVERY) {
+    if (ep->embedded || ++ep->kicks_undrained >= AIO_EPOLL_DRAIN_EVERY) {
         ep->kicks_undrained = 0;
         aio__notifier_test_and_clear(wake);
     }
+}
+
+void aio__epoll_set_embedded(AioEpoll *ep)
+{
+    /* A host polls epfd itself, and poll(2) on an epoll descriptor calls it
+     * readable while an item on its ready list still polls ready: the kick
+     * eventfd's edge stays on that list until a wait fetches it, and an
+     * unread counter keeps it polling ready. aio_embed_check() may accept
+     * a kick without a wait (src/embed.c), so from here on accepting reads
+     * the counter to zero, which lets the next poll of epfd drop the stale
+     * item instead of waking the host again at once, for ever
+     * (embed::kick_accepted_without_a_wait_is_consumed). The read is the
+     * one system call check's skipped epoll_wait would have cost. */
+    ep->embedded = true;
 }
 
 static uint32_t interest_events(const AioWatch *w)
@@ -371,6 +386,7 @@ static void epoll_waitset_fini(AioBackend *be, AioWaitSet *set)
  * is readable exactly when a wait would return something. */
 static int epoll_embed_aggregate(AioBackend *be, aio_handle_t *out)
 {
+    aio__epoll_set_embedded(&be->ep);
     *out = be->ep.epfd;
     return 0;
 }

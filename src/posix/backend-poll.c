@@ -364,6 +364,7 @@ static int hybrid_embed_aggregate(AioBackend *be, aio_handle_t *out)
     if (!atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
         return -ENOTSUP; /* the core falls back to the descriptor set */
     }
+    aio__epoll_set_embedded(&be->ep);
     *out = be->ep.epfd;
     return 0;
 }

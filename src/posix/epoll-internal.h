@@ -51,6 +51,9 @@ typedef struct AioEpoll {
     unsigned kicks_undrained;  /* accepted kicks since the last read; home thread */
     atomic_size_t nregistered; /* descriptors in the set, wake-up included */
     bool forked;               /* a child's copy: never touch the set */
+    /* epfd is a host loop's aggregate (aio__epoll_set_embedded): accepting
+     * reads the eventfd again. Home thread. */
+    bool embedded;
 
     /* Always-ready watches: written in add/del (under the context's list
      * lock), read by waits on any thread, hence the engine's own lock. */
@@ -79,6 +82,8 @@ void aio__epoll_del(AioEpoll *ep, const AioWatch *w);
  * engine reported (clear_kick()): no system call, but now and then a read
  * that keeps wake's counter bounded. */
 void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake);
+/* epfd becomes a host loop's aggregate, until the engine is closed. */
+void aio__epoll_set_embedded(AioEpoll *ep);
 
 /* Waits on the set: the wait() backend op. */
 int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,
