@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Model-check the wake-up protocol (docs/model/wakeup.pml) with SPIN, and
-# the models beside it (wait.pml, pool.pml).
+# the models beside it (wait.pml, pool.pml, win32-watcher.pml).
 #
 # Usage: tools/check-model.sh            (KEEP=1 keeps the work directory)
 #
@@ -168,6 +168,14 @@ PML=pool check pool-correct  verify ""                         "$SAFETY" ""
 for bug in BUG_POOL_CLAIM_NOT_ATOMIC BUG_POOL_NO_WAKE BUG_POOL_NO_RECHECK \
            BUG_POOL_LATE_UNSPIN BUG_POOL_NO_CHAIN; do
     PML=pool check "pool-$bug" bite "-D$bug"                   "$BUGORDER" ""
+done
+
+# The win32 backend's embedding (src/win32/backend-win32.c): the watcher
+# thread that sets the host's aggregate event, its arming by embed_arm, the
+# nested poll's rescan poke: docs/model/win32-watcher.pml.
+PML=win32-watcher check w32-watcher-correct verify ""          "$SAFETY" ""
+for bug in BUG_W32_ARMED_FLAG BUG_W32_RESET_AFTER_ARM BUG_W32_NO_RESCAN; do
+    PML=win32-watcher check "w32-$bug" bite "-D$bug"           "$BUGORDER" ""
 done
 
 echo "$passed passed, $failed failed"
