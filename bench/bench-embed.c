@@ -14,6 +14,8 @@
  * B's callback schedules a BH on A, so the way back is the same for every
  * contender and the difference is B's wake-up and dispatch alone.
  */
+#define _GNU_SOURCE /* ISO C build: <uv.h> and sched.h need the POSIX/GNU names */
+
 #include "bench-embed.h"
 
 #include <aiopoll/aio.h>
