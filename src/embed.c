@@ -67,6 +67,17 @@ static void embed_release(AioContext *ctx)
     e->stale_cb = NULL;
 }
 
+/* Takes the host's announcement back without accepting (N4 alone): no host
+ * sleep follows it. A kick it caused stays signalled and notified stays set,
+ * for the next blocking poll to accept. */
+static void lower_announcement(AioContext *ctx)
+{
+    if (ctx->embed.announced) {
+        ctx->embed.announced = false;
+        aio__lower(ctx);
+    }
+}
+
 int aio_embed_attach(AioContext *ctx, void *host)
 {
     if (!ctx) {
@@ -133,13 +144,7 @@ int aio_embed_detach(AioContext *ctx)
     if (!was) {
         return -EINVAL;
     }
-    if (e->announced) {
-        /* No host sleep follows: take the announcement back. A kick it
-         * caused stays signalled and notified stays set, for the next
-         * blocking poll to accept. */
-        e->announced = false;
-        aio__lower(ctx);
-    }
+    lower_announcement(ctx);
     if (!e->dispatching) {
         embed_release(ctx);
     } /* else the dispatch on the stack releases on its way out */
@@ -394,10 +399,7 @@ int aio_embed_check(AioContext *ctx)
          * owns e->set. Lower only (N4 without accepting, as a blocking poll
          * that saw no kick) and let this level's dispatch be a whole
          * non-sleeping blocking poll, which accepts. */
-        if (e->announced) {
-            e->announced = false;
-            aio__lower(ctx);
-        }
+        lower_announcement(ctx);
         return 1;
     }
     end_check_walk(ctx); /* a second check without a dispatch */
@@ -453,10 +455,7 @@ int aio_embed_dispatch(AioContext *ctx)
     AioEmbedState *e = &ctx->embed;
     if (e->dispatching) {
         /* Recursion (see check): a whole blocking poll that does not sleep. */
-        if (e->announced) {
-            e->announced = false;
-            aio__lower(ctx);
-        }
+        lower_announcement(ctx);
         return aio__poll_now(ctx);
     }
     if (!e->walking && !e->check_err) {

@@ -209,9 +209,16 @@ static int sleep_counted(AioContext *ctx, AioPollSet *set, int64_t timeout, bool
 /* N4 to N6: lowers one announcement and accepts. Blocking polls and an
  * embedded context's check (src/embed.c), home thread only. Returns whether
  * a notification was pending. */
-static bool lower_and_accept(AioContext *ctx, bool kicked)
+/* N4: the sleep (or the host's) is over; release, so that nothing of the
+ * dispatch to come is performed before a notifier can see it. */
+static void lower(AioContext *ctx)
 {
     atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
+}
+
+static bool lower_and_accept(AioContext *ctx, bool kicked)
+{
+    lower(ctx);
 
     /* Consume the kick, then re-arm kick_pending, in this order: a notifier
      * that finds kick_pending false after the re-arm kicks again, and its
@@ -454,7 +461,7 @@ void aio__lower(AioContext *ctx)
 {
     /* N4 without N5/N6, as a blocking poll that saw no kick: the object
      * stays signalled if it was, and notified for whoever accepts next. */
-    atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
+    lower(ctx);
 }
 
 int64_t aio__sleep_timeout(AioContext *ctx)

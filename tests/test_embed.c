@@ -99,6 +99,26 @@ Test(embed, unref_while_attached, .timeout = 30)
     cr_assert_eq(aio_embed_detach(ctx), 0);
 }
 
+/* A detach between prepare and the host's sleep takes the announcement back:
+ * from then on nobody sleeps, and a notification must cost no system call
+ * (a leaked announcement would make every aio_notify() kick). */
+Test(embed, detach_after_prepare_takes_the_announcement_back, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    cr_assert(host_run_idle(ctx));
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    AioContextStats a = {.size = sizeof(a)}, b = {.size = sizeof(b)};
+    cr_assert_eq(aio_context_get_stats(ctx, &a), 0);
+    aio_notify(ctx);
+    cr_assert_eq(aio_context_get_stats(ctx, &b), 0);
+    cr_assert_eq(b.notify_syscalls, a.notify_syscalls,
+                 "a notification after detach kicked: the announcement was left up");
+    cr_assert_geq(aio_poll(ctx, false), 0);
+    aio_context_unref(ctx);
+}
+
 static void detach_and_unref_cb(void *p)
 {
     AioContext *ctx = p;
