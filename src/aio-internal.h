@@ -182,13 +182,14 @@ typedef struct AioPollSet {
     size_t nsrcs, cap;
     AioSource **map; /* open addressing by watch.id; NULL = empty */
     size_t map_mask;
+    bool walking; /* begin_walk registered it in ctx->walkers */
 } AioPollSet;
 
 /* Takes a snapshot of the dispatchable sources into set (reusing it when
  * nothing changed) and registers the caller as a walker: no source is freed
- * until aio__sources_end_walk(). */
+ * until aio__sources_end_walk(ctx, set). */
 int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set);
-void aio__sources_end_walk(AioContext *ctx);
+void aio__sources_end_walk(AioContext *ctx, AioPollSet *set);
 /* Runs the handlers of the ready sources in set. */
 bool aio__sources_dispatch(AioContext *ctx, AioPollSet *set);
 /* Calls every io_poll handler once; true if any made progress. */

@@ -65,22 +65,43 @@ static AioBH *bh_alloc(AioContext *ctx, AioHandler *cb, void *opaque, unsigned f
 }
 
 /* Pushes bh and returns whether the stack was empty. Rule: whoever pushes
- * onto an empty stack calls aio_notify() afterwards. A push onto a non-empty
- * stack may then skip it: the CAS read the previous head, so no dispatcher
- * has taken the stack since that head was pushed, and the first one that
- * does (which that head's pusher's notification guarantees) takes ours with
- * it. */
+ * onto an empty stack calls wake_sleeper() afterwards. A push onto a
+ * non-empty stack may then skip it: the CAS read the previous head, so no
+ * dispatcher has taken the stack since that head was pushed, and the first
+ * one that does (which that head's pusher's wake-up guarantees) takes ours
+ * with it. */
 static bool bh_push(AioContext *ctx, AioBH *bh)
 {
     AioBH *head = atomic_load_explicit(&ctx->bh_pending, memory_order_relaxed);
     do {
         bh->next = head;
-        /* release: the dispatcher that takes the stack (acquire) sees ->next
-         * and everything the scheduler wrote before scheduling. */
+        /* seq_cst: a release, so that the dispatcher that takes the stack
+         * (acquire) sees ->next and everything the scheduler wrote before
+         * scheduling, and the store half of wake_sleeper()'s Dekker pair. */
     } while (!atomic_compare_exchange_weak_explicit(&ctx->bh_pending, &head, bh,
-                                                    memory_order_release,
+                                                    memory_order_seq_cst,
                                                     memory_order_relaxed));
     return head == NULL;
+}
+
+/* A queued BH needs no `notified`: the pending stack is itself what a
+ * blocking poll reads before it sleeps (N2 looks at bh_pending after N1
+ * raised notify_me), and an embedded context's prepare and check do the
+ * same. So only a poll that may already be past its N2 needs waking: the
+ * push (or the fetch-or of a cancelled BH still queued), a seq_cst
+ * read-modify-write, then this seq_cst load of notify_me, against N1's
+ * seq_cst increment, then N2's seq_cst load of bh_pending. Dekker's pattern
+ * again: either we see the announcement and notify, or the poll sees the BH
+ * and does not sleep. A loop that is awake (dispatching, running the
+ * scheduling callback itself, busy-polling) thus costs a schedule no store
+ * to the context's notification line (docs/wakeup-protocol.md, "Waking for
+ * a bottom half"; the model's BUG_BH_WAKE_LOAD_FIRST is this load done
+ * before the push). */
+static void wake_sleeper(AioContext *ctx)
+{
+    if (atomic_load(&ctx->notify_me) > 0) {
+        aio_notify(ctx);
+    }
 }
 
 AioBH *aio_bh_new(AioContext *ctx, AioHandler *cb, void *opaque)
@@ -109,14 +130,15 @@ void aio_bh_schedule(AioBH *bh)
      * scheduled BH"). */
     unsigned old = atomic_fetch_or(&bh->flags, BH_RUNNABLE);
     if (!(old & BH_QUEUED)) {
-        /* Pushed behind other pending BHs: their notification covers it. */
+        /* Pushed behind other pending BHs: their wake-up covers it. */
         if (bh_push(ctx, bh)) {
-            aio_notify(ctx);
+            wake_sleeper(ctx);
         }
     } else if (!(old & BH_SCHEDULED)) {
-        /* Queued but cancelled: the notification its queuing made may have
-         * been consumed already, by a dispatch that saw it cancelled. */
-        aio_notify(ctx);
+        /* Queued but cancelled: the wake-up its queuing made may have been
+         * consumed already, by a poll that then found it cancelled. It is
+         * still queued, so a poll that has not slept yet sees it pending. */
+        wake_sleeper(ctx);
     }
     /* Already scheduled: somebody already notified for it, and the run that
      * notification causes has not cleared BH_SCHEDULED yet. No system call,
@@ -153,8 +175,8 @@ void aio_bh_delete(AioBH *bh)
     unsigned old = atomic_fetch_or(&bh->flags, BH_QUEUED | BH_DELETED);
     if (!(old & BH_QUEUED) && bh_push(ctx, bh)) {
         /* bh_push's rule: a later schedule pushed behind this one skips its
-         * notification. (ctx outlives bh; we no longer touch bh.) */
-        aio_notify(ctx);
+         * wake-up. (ctx outlives bh; we no longer touch bh.) */
+        wake_sleeper(ctx);
     }
 }
 
@@ -168,7 +190,7 @@ int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *opaque)
         return -ENOMEM;
     }
     if (bh_push(ctx, bh)) {
-        aio_notify(ctx);
+        wake_sleeper(ctx);
     }
     return 0;
 }
@@ -187,6 +209,13 @@ bool aio__bh_pending(AioContext *ctx)
  * dispatches took and have not run yet. Dispatch-right holder only. */
 static void bh_take_pending(AioContext *ctx)
 {
+    /* A plain load first: most polls find no BH (a descriptor or a kick
+     * woke them), and reading NULL here is what an exchange a moment
+     * earlier would have read; a push that this misses is still on the
+     * stack for the next poll, whose N2 (bh_pending, seq_cst) sees it. */
+    if (!atomic_load_explicit(&ctx->bh_pending, memory_order_relaxed)) {
+        return;
+    }
     /* acquire: pairs with bh_push's release. */
     AioBH *lifo = atomic_exchange_explicit(&ctx->bh_pending, NULL, memory_order_acquire);
     if (!lifo) {

@@ -43,7 +43,7 @@ static void end_check_walk(AioContext *ctx)
 {
     if (ctx->embed.walking) {
         ctx->embed.walking = false;
-        aio__sources_end_walk(ctx);
+        aio__sources_end_walk(ctx, &ctx->embed.set);
     }
 }
 
@@ -328,7 +328,7 @@ static int query_set(AioContext *ctx, AioEmbedFd *fds, size_t cap)
             }
         }
     }
-    aio__sources_end_walk(ctx);
+    aio__sources_end_walk(ctx, qs);
     return ret < 0 ? ret : (int)need;
 }
 
@@ -488,7 +488,7 @@ int aio_embed_dispatch(AioContext *ctx)
     bool progress = aio__dispatch_round(ctx, set);
     e->dispatching--;
     if (walked) {
-        aio__sources_end_walk(ctx);
+        aio__sources_end_walk(ctx, &e->set);
     }
     if (!e->attached && !e->dispatching) {
         embed_release(ctx); /* detached from one of the callbacks */

@@ -333,9 +333,21 @@ static int poll_nonblocking(AioContext *ctx, AioPollSet *set)
  * so that a backend that keeps failing (poll() with more descriptors than
  * RLIMIT_NOFILE: EINVAL) cannot stall them.
  */
-static bool dispatch_round(AioContext *ctx, AioPollSet *set)
+static bool dispatch_round(AioContext *ctx, AioPollSet *set, bool foreign)
 {
     bool progress = aio__bh_dispatch(ctx);
+    if (progress && foreign) {
+        /* A BH scheduled onto an awake loop stores no notification
+         * (bh.c, wake_sleeper): the stack is what the home thread's next
+         * N2 looks at. But this thread is not home and took the stack, so
+         * that N2 may find it empty while the home thread waits, in
+         * `while (!done) aio_poll(ctx, true)`, for what the BHs we just ran
+         * did. Pass the news on, after the callbacks: the home poll that
+         * wakes for it returns only once it has the dispatch right back,
+         * after this round (docs/wakeup-protocol.md, "Waking for a bottom
+         * half"). Only foreign non-blocking polls get here. */
+        aio_notify(ctx);
+    }
     if (set) {
         progress |= aio__sources_dispatch(ctx, set);
     }
@@ -401,7 +413,10 @@ static int poll_common(AioContext *ctx, bool blocking, bool now)
      * private one. home_set_busy is only touched under the dispatch right. */
     AioPollSet local = {0};
     AioPollSet *set = &local;
-    if (!ctx->home_set_busy && atomic_load(&ctx->home) == self) {
+    /* A blocking poll is always home (checked above); a non-blocking one
+     * may be foreign, and then passes BH news on (dispatch_round). */
+    bool foreign = atomic_load(&ctx->home) != self;
+    if (!ctx->home_set_busy && !foreign) {
         set = &ctx->home_set;
         ctx->home_set_busy = true;
     }
@@ -412,10 +427,10 @@ static int poll_common(AioContext *ctx, bool blocking, bool now)
     if (ret == 0) {
         ret = blocking ? poll_blocking(ctx, self, set, now, &progress)
                        : poll_nonblocking(ctx, set);
-        progress |= dispatch_round(ctx, ret == 0 ? set : NULL);
-        aio__sources_end_walk(ctx);
+        progress |= dispatch_round(ctx, ret == 0 ? set : NULL, foreign);
+        aio__sources_end_walk(ctx, set);
     } else {
-        progress |= dispatch_round(ctx, NULL);
+        progress |= dispatch_round(ctx, NULL, foreign);
     }
 
     if (set == &ctx->home_set) {
@@ -476,7 +491,7 @@ int aio__backend_wait(AioContext *ctx, AioPollSet *set, bool with_kick, bool *ki
 
 bool aio__dispatch_round(AioContext *ctx, AioPollSet *set)
 {
-    return dispatch_round(ctx, set);
+    return dispatch_round(ctx, set, false); /* embedded: the home thread */
 }
 
 void aio__dispatch_acquire(AioContext *ctx)

@@ -413,7 +413,19 @@ static AioSource *map_find(const AioPollSet *set, AioSourceId id)
 int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set)
 {
     set->ws.nready = 0;
+    /* A current snapshot that holds no source has nothing a remover could
+     * free under it, so it needs no walker registration: a context that only
+     * runs BHs and timers pays no locked instruction here. What a remover
+     * frees was linked after generation g, the one this snapshot was taken
+     * at (a source linked at g is in it), and a source added since is
+     * simply not seen by this poll, as with any snapshot that was current
+     * when its poll began. */
+    if (set->nsrcs == 0 && set->ws.generation == atomic_load(&ctx->generation)) {
+        set->walking = false;
+        return 0;
+    }
     atomic_fetch_add(&ctx->walkers, 1);
+    set->walking = true;
     if (set->ws.generation == atomic_load(&ctx->generation)) {
         return 0;
     }
@@ -449,13 +461,17 @@ int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set)
     }
     aio__mutex_unlock(&ctx->list_lock);
     if (ret < 0) {
-        aio__sources_end_walk(ctx);
+        aio__sources_end_walk(ctx, set);
     }
     return ret;
 }
 
-void aio__sources_end_walk(AioContext *ctx)
+void aio__sources_end_walk(AioContext *ctx, AioPollSet *set)
 {
+    if (!set->walking) {
+        return;
+    }
+    set->walking = false;
     /* fetch_sub, then load, both seq_cst: the other half of the pair in
      * remove_locked. The fetch_sub also releases our reads of the snapshot's
      * sources to whoever frees them. */

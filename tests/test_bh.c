@@ -385,6 +385,67 @@ Test(bh, blocking_poll_never_sleeps_with_bh_scheduled, .timeout = 10)
     aio_context_unref(ctx);
 }
 
+/* A BH scheduled from another thread while the home thread is awake (inside
+ * a callback, notify_me 0) makes no kick and stores no notification: the
+ * pending stack is what the next poll reads before it sleeps (bh.c,
+ * wake_sleeper; docs/wakeup-protocol.md, "Waking for a bottom half"). That
+ * poll must then not sleep. Without its look at the stack it would, until
+ * the watchdog: the interleaving the skipped notification relies on, forced
+ * with the callback holding the home thread awake. */
+typedef struct awake_case {
+    AioBH *x;
+    atomic_int go, done, ran_x, ran_a;
+} awake_case;
+
+static void awake_scheduler(void *p)
+{
+    awake_case *c = p;
+    if (tsup_wait_flag(&c->go, TC_BOUND_MS)) {
+        aio_bh_schedule(c->x);
+    }
+    atomic_store(&c->done, 1);
+}
+
+static void awake_cb(void *p)
+{
+    awake_case *c = p;
+    atomic_fetch_add(&c->ran_a, 1);
+    atomic_store(&c->go, 1);
+    (void)tsup_wait_flag(&c->done, TC_BOUND_MS);
+}
+
+Test(bh, schedule_onto_an_awake_loop_costs_no_kick_and_is_not_slept_over, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    awake_case c;
+    atomic_init(&c.go, 0);
+    atomic_init(&c.done, 0);
+    atomic_init(&c.ran_x, 0);
+    atomic_init(&c.ran_a, 0);
+    c.x = aio_bh_new(ctx, tc_count_cb, &c.ran_x);
+    AioBH *a = aio_bh_new(ctx, awake_cb, &c);
+    tc_thread *t = tc_thread_start(awake_scheduler, &c);
+
+    aio_bh_schedule(a);
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    cr_assert_eq(atomic_load(&c.done), 1, "the other thread never scheduled");
+    AioContextStats s0 = {.size = sizeof(s0)};
+    cr_assert_eq(aio_context_get_stats(ctx, &s0), 0);
+    cr_assert_eq(s0.notify_syscalls, 0, "a schedule onto an awake loop kicked it");
+
+    tc_poll_result res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued, "the poll slept with a BH queued: lost wake-up");
+    cr_assert_eq(res.ret, 1);
+    cr_assert_eq(atomic_load(&c.ran_x), 1);
+    AioContextStats s1 = {.size = sizeof(s1)};
+    cr_assert_eq(aio_context_get_stats(ctx, &s1), 0);
+    cr_assert_eq(s1.sleeps, s0.sleeps, "the poll slept although a BH was queued");
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    aio_bh_delete(a);
+    aio_bh_delete(c.x);
+    aio_context_unref(ctx);
+}
+
 /* ---- Deleting from another thread -------------------------------------- */
 
 static void remote_delete(void *p)

@@ -22,6 +22,14 @@
  *                           instead of an exchange (shows property (b) bites)
  *   -DET_KICK: the kick is edge-triggered (epoll); with it
  *   BUG_NB_SEES_ET_KICK     the non-blocking poll fetches the kick's edge
+ *   BUG_BH_WAKE_LOAD_FIRST  aio_bh_schedule's wake_sleeper() loads
+ *                           notify_me before its push is visible
+ *   -DPASS_ON: also check that the home thread is woken for what a BH
+ *   run by the non-blocking thread did (the ghost 'unseen' joins
+ *   'outstanding'); with it
+ *   BUG_NB_NO_PASS_ON       a non-blocking poll on another thread that ran
+ *                           BHs does not notify: the home thread sleeps
+ *                           while its caller waits for what they did
  *   BUG_NOTIFY_SKIP_NO_FENCE  aio_notify() returns early when it loads
  *                           notified set, with no fence before the load: the
  *                           caller's work may become visible after the load
@@ -154,9 +162,24 @@ byte ran;                /* BHs whose callback has run (bit i = item i) */
 byte in_cb;              /* callbacks running right now */
 byte finished;           /* producers and non-blocking thread that have terminated */
 bool owed;               /* an A1 happened after the home thread's N2 read 'notified' */
+/* A BH ran on the non-blocking thread and the home thread has not come back
+ * from a poll since: its caller, in `while (!done) aio_poll(ctx, true)`,
+ * has not seen what that BH did.  The producer's wake-up skipped the
+ * notification (the loop was awake), so only the non-blocking poll's
+ * pass-on (dispatch_round in src/poll.c) can wake it for that. */
+bool unseen;
+/* notified holds a store of that pass-on (made after the BH ran, so an
+ * accept that reads it also sees what the BH did). */
+bool news;
 byte fd_wakes = FD_WAKES;
 
+#ifdef PASS_ON
+#define outstanding (stack != 0 || hc_pending || unseen)
+#define GHOST(x) x
+#else
 #define outstanding (stack != 0 || hc_pending)
+#define GHOST(x) skip
+#endif
 
 #ifdef URING
 #define WAKE cqe
@@ -193,13 +216,13 @@ inline aio_notify()
     /* No full barrier between A1 and A2: the store may sit in the store
      * buffer while the load is performed.  Either order can happen. */
     if
-    :: atomic { notified = true; owed = true };      /* A1 */
+    :: atomic { notified = true; owed = true; GHOST(news = news || passing) };  /* A1 */
        seen = notify_me                              /* A2 (load) */
     :: seen = notify_me;                             /* A2 performed first */
-       atomic { notified = true; owed = true }       /* A1 drains later */
+       atomic { notified = true; owed = true; GHOST(news = news || passing) }   /* A1 drains later */
     fi;
 #else
-    atomic { notified = true; owed = true };         /* A1: seq_cst store */
+    atomic { notified = true; owed = true; GHOST(news = news || passing) };  /* A1: seq_cst store */
     seen = notify_me;                                /* A2: seq_cst load */
 #endif
     if
@@ -219,7 +242,7 @@ inline aio_notify()
 }
 
 /* ---- aio__bh_dispatch() on the stack taken by the caller ------------------ */
-inline dispatch()
+inline dispatch_run(nb)
 {
 #ifdef BUG_TAKE_NOT_ATOMIC
     mine = stack;                                    /* load ... */
@@ -235,11 +258,20 @@ inline dispatch()
        atomic {
            assert(in_cb == 1);                       /* (c) never two threads in callbacks */
            assert((ran & mine) == 0);                /* (b) at most once */
-           ran = ran | mine
+           ran = ran | mine;
+           GHOST(if
+           :: nb -> unseen = true                    /* bookkeeping: ran off the home thread */
+           :: else
+           fi)
        };
        in_cb--
     :: else
-    fi;
+    fi
+}
+
+inline dispatch()
+{
+    dispatch_run(false);
     mine = 0
 }
 
@@ -248,23 +280,35 @@ proctype Producer(byte p)
 {
     byte r = 0;
     bool was_empty, old;
-    byte seen;
+    bool passing;                                    /* always false: not a pass-on */
+    byte seen, bseen;
     do
     :: r < ROUNDS ->
        if
        :: IS_BH(p, r) ->
-          /* a oneshot bottom half (src/bh.c): bh_push is a CAS; only a push
-           * onto an empty stack notifies. */
+          /* a oneshot bottom half (src/bh.c): bh_push is a seq_cst CAS;
+           * only a push onto an empty stack wakes, and only a poll that has
+           * announced itself (wake_sleeper: the pending stack is what N2
+           * reads, so a BH needs no 'notified'). */
+#ifdef BUG_BH_WAKE_LOAD_FIRST
+          /* wake_sleeper's load of notify_me performed before the push (a
+           * release CAS and a relaxed load allow it on weak CPUs). */
+          bseen = notify_me;
+#endif
           atomic {
               was_empty = (stack == 0);
               stack = stack | (1 << (p * ROUNDS + r));
               pushed = pushed | (1 << (p * ROUNDS + r))
           };
+#ifndef BUG_BH_WAKE_LOAD_FIRST
+          bseen = notify_me;                         /* wake_sleeper: seq_cst load */
+#endif
           if
-          :: was_empty -> aio_notify()
-          :: else                                    /* covered by the head's notification */
+          :: was_empty && bseen > 0 -> aio_notify()
+          :: else                                    /* awake (sees the stack at N2), or
+                                                      * covered by the head's wake-up */
           fi;
-          was_empty = false
+          was_empty = false; bseen = 0
        :: IS_HC(p, r) ->
           /* a handler change (src/sources.c source_set): generation++ under
            * list_lock, then always aio_notify(): the home thread must come
@@ -414,7 +458,14 @@ N5:
 #endif
     :: else
     fi;
-N6: atomic { acc = notified; notified = false };     /* exchange: accept */
+N6: atomic {                                         /* exchange: accept */
+        acc = notified;
+        GHOST(if                                     /* reading the pass-on's store */
+        :: home && acc && news -> unseen = false; news = false
+        :: else
+        fi);
+        notified = false
+    };
 #ifndef BUG_EMBED_NESTED_NO_PASS_ON
     if
     :: pass_on && acc ->                             /* a host sleep is announced on
@@ -436,6 +487,10 @@ N6: atomic { acc = notified; notified = false };     /* exchange: accept */
     :: else
     fi;
 N7: dispatch();
+    GHOST(if
+    :: home -> unseen = false                        /* the caller looks at what ran */
+    :: else
+    fi);
     dispatch_lock = false;                           /* dispatch_release */
     sleepy = false; kicked = false; dropped = false;
 }
@@ -562,7 +617,13 @@ check:  /* aio_embed_check(): wait(timeout 0, with_kick), then N4, N5, N6 */
 #endif
     :: else
     fi;
-    notified = false;                                /* accept */
+    atomic {                                         /* accept */
+        GHOST(if
+        :: notified && news -> unseen = false; news = false
+        :: else
+        fi);
+        notified = false
+    };
     kicked = false;
     hc_pending = false;                              /* check's snapshot */
 cb2:  /* a host callback between check and dispatch */
@@ -573,6 +634,7 @@ cb2:  /* a host callback between check and dispatch */
 dispatch_:  /* aio_embed_dispatch(): under the dispatch right */
     atomic { !dispatch_lock -> dispatch_lock = true };
     dispatch();
+    GHOST(unseen = false);                           /* host callbacks run from here */
     dispatch_lock = false;
     goto prepare;
 idle:
@@ -584,7 +646,8 @@ idle:
 proctype NonBlocking()
 {
     byte n = 0;
-    bool got;
+    bool got, old, passing;
+    byte seen;
     byte mine;
     do
     :: n < NB_POLLS ->
@@ -614,7 +677,22 @@ proctype NonBlocking()
 #endif
           /* poll_nonblocking(): with_kick false, touches neither notified
            * nor the kick; then the same dispatch as N7. */
-          dispatch();
+          dispatch_run(true);
+          if
+          :: mine != 0 ->
+#ifndef BUG_NB_NO_PASS_ON
+             /* dispatch_round: a foreign poll that ran BHs passes the news
+              * on, before it gives the dispatch right back. */
+             /* One step: the interleavings of aio_notify()'s own steps are
+              * explored through the producers'; what matters here is only
+              * that it comes after the run and before the right is given
+              * back (the non-atomic form stores 15 % more states and finds
+              * nothing else). */
+             atomic { passing = true; aio_notify(); passing = false };
+#endif
+             mine = 0
+          :: else
+          fi;
 #ifndef BUG_NB_NO_RIGHT
           dispatch_lock = false;
 #endif

@@ -276,8 +276,11 @@ AIOPOLL_API AioBH *aio_bh_new(AioContext *ctx, AioHandler *cb, void *opaque);
 
 /** Any thread. Scheduling an already scheduled BH is a no-op (it runs once).
  * Wakes the context. Lock-free, and free of system calls unless the home
- * thread sleeps. A BH that was cancelled and is scheduled again before the
- * dispatch reached it keeps its place and runs once.
+ * thread sleeps; onto a loop that is awake it stores nothing but the BH's
+ * flag word and the pending queue (a poll looks at the queue before it
+ * sleeps, so there is no notification to store). A BH that was cancelled
+ * and is scheduled again before the dispatch reached it keeps its place and
+ * runs once.
  * @param bh the bottom half (no-op for NULL) */
 AIOPOLL_API void aio_bh_schedule(AioBH *bh);
 
