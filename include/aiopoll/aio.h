@@ -235,7 +235,10 @@ AIOPOLL_API const char *aio_context_backend(const AioContext *ctx);
  *
  * blocking == false (any thread): never sleeps and never consumes a wake-up.
  * Callbacks of one context never run on two threads at once: if another
- * thread is dispatching, the call returns 0 having done nothing.
+ * thread is dispatching, the call returns 0 having done nothing. On a thread
+ * other than the home thread, a call that ran bottom halves notifies the
+ * context afterwards (as aio_notify() does), so that a home thread waiting in
+ * `while (!done) aio_poll(ctx, true)` for what they did comes round.
  *
  * Calling aio_poll() from inside a callback of the same context, on the
  * thread that runs it, is allowed (nested polling). Handlers are
