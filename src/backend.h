@@ -181,6 +181,13 @@ typedef struct AioBackendOps {
      * the watcher thread). A negative errno makes prepare answer "timeout
      * 0", so the host comes straight back. */
     int (*embed_arm)(AioBackend *be);
+    /* Optional, with embed_aggregate: the host loop is gone (the last
+     * aio_embed_detach, on any thread). Undoes what embed_aggregate turned
+     * on for the host's sake, so that a context once embedded pays no more
+     * per wake-up than one never embedded; the aggregate object itself
+     * stays (a mode switch like eventfd+ppoll's to epoll is one-way). The
+     * home thread's accept may read the state concurrently: atomic. */
+    void (*embed_release)(AioBackend *be);
 } AioBackendOps;
 
 /* The backends compiled for this platform, default first, NULL-terminated

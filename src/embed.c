@@ -52,6 +52,9 @@ static void end_check_walk(AioContext *ctx)
 static void embed_release(AioContext *ctx)
 {
     AioEmbedState *e = &ctx->embed;
+    if (e->aggregated && ctx->ops->embed_release) {
+        ctx->ops->embed_release(ctx->be);
+    }
     end_check_walk(ctx);
     aio__pollset_fini(ctx, &e->set);
     aio__pollset_fini(ctx, &e->query_set);

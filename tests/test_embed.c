@@ -14,6 +14,7 @@
  */
 #include "test_embed_host.h"
 
+#include <limits.h>
 #include <string.h>
 #ifndef _WIN32
 #include <fcntl.h>
@@ -549,6 +550,63 @@ Test(embed, query_aggregate_or_descriptor_set, .timeout = 30)
     reader_close(ctx, &rd);
     embedded_free(ctx);
 }
+
+#ifndef _WIN32
+/* Attached and detached again, a context pays per wake-up what it would if
+ * no host had come: the backend leaves what it turned on for the host
+ * (embed_release): epoll's read of the kick at every accept, io_uring's
+ * submission at every clear. Counted with the fault table's operation
+ * counts (reads and waits/submissions) over blocking polls that the home
+ * thread kicks itself at AIO_HOOK_BEFORE_SLEEP, so that no other thread
+ * uses the library while it counts. While attached the same polls are
+ * nested ones (allowed on the home thread) and pay the embedded price;
+ * after the detach epoll and io_uring must pay less, pipe+poll (descriptor
+ * set: no embedding mode) the same. win32's mode is its watcher thread,
+ * which nothing arms once prepare is no longer called: no cost per wake. */
+static void kick_before_sleep(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)opaque;
+    if (point == AIO_HOOK_BEFORE_SLEEP) {
+        aio_notify(ctx);
+    }
+}
+
+static unsigned ops_of_kicked_polls(AioContext *ctx, int rounds)
+{
+    aio__set_test_hook(ctx, kick_before_sleep, NULL);
+    aio__fault_arm(AIO_FAULT_READ, UINT_MAX, 0);
+    aio__fault_arm(AIO_FAULT_WAIT, UINT_MAX, 0);
+    for (int i = 0; i < rounds; i++) {
+        cr_assert_geq(aio_poll(ctx, true), 0);
+    }
+    unsigned n = aio__fault_count(AIO_FAULT_READ) + aio__fault_count(AIO_FAULT_WAIT);
+    aio__fault_disarm();
+    aio__set_test_hook(ctx, NULL, NULL);
+    return n;
+}
+
+Test(embed, detached_context_pays_no_embedding_cost_per_wake, .timeout = 30)
+{
+    AioContext *ctx = embedded_new();
+    cr_assert(host_run_idle(ctx));
+    unsigned attached = ops_of_kicked_polls(ctx, 16);
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    unsigned detached = ops_of_kicked_polls(ctx, 16);
+    if (strcmp(aio_context_backend(ctx), "pipe+poll") == 0) {
+        cr_assert_eq(detached, attached, "pipe+poll has no embedding mode to leave");
+    } else {
+        cr_assert_lt(detached, attached,
+                     "%s: %u operations for 16 kicked polls after detach, %u attached: "
+                     "still in the host's mode",
+                     aio_context_backend(ctx), detached, attached);
+    }
+    /* embedded_free() detaches: attach again first, which also shows that a
+     * re-attach turns the mode back on. */
+    cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+    cr_assert_eq(ops_of_kicked_polls(ctx, 16), attached, "re-attached: not in the host's mode");
+    embedded_free(ctx);
+}
+#endif
 
 /* ---- Stress --------------------------------------------------------------- */
 

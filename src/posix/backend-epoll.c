@@ -57,7 +57,7 @@ int aio__epoll_open(AioEpoll *ep, int wake_fd)
         return err;
     }
     ep->forked = false;
-    ep->embedded = false;
+    atomic_init(&ep->embedded, false);
     ep->kicks_undrained = 0;
     aio__mutex_init(&ep->always_lock);
     ep->always = NULL;
@@ -88,13 +88,17 @@ void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake)
      * that fetched the edge and the re-arm of kick_pending that follows,
      * no notifier writes (kick_pending is still true), so the read eats no
      * edge that anybody still needs. */
-    if (ep->embedded || ++ep->kicks_undrained >= AIO_EPOLL_DRAIN_EVERY) {
+    /* Relaxed: either answer is safe once the host is gone (an extra read
+     * only costs), and while one is attached the flag was set on this
+     * thread before its first check. */
+    if (atomic_load_explicit(&ep->embedded, memory_order_relaxed) ||
+        ++ep->kicks_undrained >= AIO_EPOLL_DRAIN_EVERY) {
         ep->kicks_undrained = 0;
         aio__notifier_test_and_clear(wake);
     }
 }
 
-void aio__epoll_set_embedded(AioEpoll *ep)
+void aio__epoll_set_embedded(AioEpoll *ep, bool on)
 {
     /* A host polls epfd itself, and poll(2) on an epoll descriptor calls it
      * readable while an item on its ready list still polls ready: the kick
@@ -104,8 +108,10 @@ void aio__epoll_set_embedded(AioEpoll *ep)
      * the counter to zero, which lets the next poll of epfd drop the stale
      * item instead of waking the host again at once, for ever
      * (embed::kick_accepted_without_a_wait_is_consumed). The read is the
-     * one system call check's skipped epoll_wait would have cost. */
-    ep->embedded = true;
+     * one system call check's skipped epoll_wait would have cost. Once
+     * the host is gone nobody polls epfd, so the read is dropped again
+     * (embed::detached_context_pays_no_embedding_cost_per_wake). */
+    atomic_store_explicit(&ep->embedded, on, memory_order_relaxed);
 }
 
 static uint32_t interest_events(const AioWatch *w)
@@ -386,7 +392,7 @@ static void epoll_waitset_fini(AioBackend *be, AioWaitSet *set)
  * is readable exactly when a wait would return something. */
 static int epoll_embed_aggregate(AioBackend *be, aio_handle_t *out)
 {
-    aio__epoll_set_embedded(&be->ep);
+    aio__epoll_set_embedded(&be->ep, true);
     *out = be->ep.epfd;
     return 0;
 }
@@ -394,6 +400,11 @@ static int epoll_embed_aggregate(AioBackend *be, aio_handle_t *out)
 static bool epoll_embed_busy(AioBackend *be)
 {
     return atomic_load_explicit(&be->ep.nalways, memory_order_relaxed) > 0;
+}
+
+static void epoll_embed_release(AioBackend *be)
+{
+    aio__epoll_set_embedded(&be->ep, false);
 }
 
 const AioBackendOps aio__backend_epoll = {
@@ -409,4 +420,5 @@ const AioBackendOps aio__backend_epoll = {
     .forked = epoll_forked,
     .embed_aggregate = epoll_embed_aggregate,
     .embed_busy = epoll_embed_busy,
+    .embed_release = epoll_embed_release,
 };

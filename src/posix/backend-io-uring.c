@@ -92,7 +92,8 @@ struct AioBackend {
     int efd;                     /* eventfd (eventfd mode) */
     uint64_t efd_buf;            /* the ring reads the count into it */
     bool wake_armed;             /* home thread only */
-    bool embedded;               /* a host loop sleeps on ring_fd (home thread) */
+    atomic_bool embedded;        /* a host loop sleeps on ring_fd; read by the home
+                                  * thread, cleared by embed_release (any thread) */
 
     /* Registrations: watch()/unwatch() (under the context's list lock) and
      * the waiting home thread meet here, under lock. */
@@ -296,7 +297,8 @@ static void uring_clear_kick(AioBackend *be)
         atomic_store(&be->futex_word, 0);
     }
     be->wake_armed = false;
-    if (be->embedded) {
+    /* Relaxed: after the host is gone an extra submission only costs. */
+    if (atomic_load_explicit(&be->embedded, memory_order_relaxed)) {
         /* A host loop may sleep on ring_fd without our wait() before it
          * (a nested blocking poll between aio_embed_prepare and the host's
          * sleep accepted this kick): the next kick must end in a completion
@@ -574,9 +576,16 @@ static int uring_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool 
 
 static int uring_embed_aggregate(AioBackend *be, aio_handle_t *out)
 {
-    be->embedded = true;
+    atomic_store_explicit(&be->embedded, true, memory_order_relaxed);
     *out = be->ring.ring_fd;
     return 0;
+}
+
+/* No host sleeps on ring_fd any more: the wake-up request goes back to being
+ * submitted by the next wait(), not by every clear_kick. */
+static void uring_embed_release(AioBackend *be)
+{
+    atomic_store_explicit(&be->embedded, false, memory_order_relaxed);
 }
 
 static bool uring_embed_busy(AioBackend *be)
@@ -625,6 +634,7 @@ const AioBackendOps aio__backend_io_uring = {
     .wait = uring_wait,
     .waitset_fini = uring_waitset_fini,
     .forked = uring_forked,
+    .embed_release = uring_embed_release,
     .embed_aggregate = uring_embed_aggregate,
     .embed_busy = uring_embed_busy,
     .embed_arm = uring_embed_arm,

@@ -364,9 +364,15 @@ static int hybrid_embed_aggregate(AioBackend *be, aio_handle_t *out)
     if (!atomic_load_explicit(&be->epoll_mode, memory_order_relaxed)) {
         return -ENOTSUP; /* the core falls back to the descriptor set */
     }
-    aio__epoll_set_embedded(&be->ep);
+    aio__epoll_set_embedded(&be->ep, true);
     *out = be->ep.epfd;
     return 0;
+}
+
+/* Only ever after hybrid_embed_aggregate succeeded, so in epoll mode. */
+static void hybrid_embed_release(AioBackend *be)
+{
+    aio__epoll_set_embedded(&be->ep, false);
 }
 
 static bool hybrid_embed_busy(AioBackend *be)
@@ -408,6 +414,7 @@ const AioBackendOps aio__backend_ppoll = {
     .forked = hybrid_forked,
     .embed_aggregate = hybrid_embed_aggregate,
     .embed_busy = hybrid_embed_busy,
+    .embed_release = hybrid_embed_release,
 #else
     .clear_kick = poll_clear_kick,
 #endif

@@ -53,7 +53,7 @@ typedef struct AioEpoll {
     bool forked;               /* a child's copy: never touch the set */
     /* epfd is a host loop's aggregate (aio__epoll_set_embedded): accepting
      * reads the eventfd again. Home thread. */
-    bool embedded;
+    atomic_bool embedded;
 
     /* Always-ready watches: written in add/del (under the context's list
      * lock), read by waits on any thread, hence the engine's own lock. */
@@ -83,7 +83,9 @@ void aio__epoll_del(AioEpoll *ep, const AioWatch *w);
  * that keeps wake's counter bounded. */
 void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake);
 /* epfd becomes a host loop's aggregate, until the engine is closed. */
-void aio__epoll_set_embedded(AioEpoll *ep);
+/* on: a host loop now polls epfd (embed_aggregate, home thread); off: it is
+ * gone (embed_release, any thread). */
+void aio__epoll_set_embedded(AioEpoll *ep, bool on);
 
 /* Waits on the set: the wait() backend op. */
 int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,
