@@ -78,6 +78,7 @@ need dpkg-dev dpkg-source
 need make make
 need python3 python3
 need xz-utils xz
+need patch patch
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     log "installing: ${need_pkgs[*]}"
     apt_update_once
@@ -270,7 +271,7 @@ else
 fi
 
 # boxfort (meson) --------------------------------------------------------------
-KEY="boxfort $V_BXF r$RECIPE_REV cmdline-fix"
+KEY="boxfort $V_BXF r$RECIPE_REV cmdline-fix timer-lifetime"
 if stamp_ok boxfort "$KEY"; then
     log "boxfort $V_BXF: up to date"
 else
@@ -286,6 +287,16 @@ else
         "$s/src/sandbox-windows.c"
     grep -q '_sctprintf(fmt, env_map) + 1;' "$s/src/sandbox-windows.c" ||
         die "boxfort: could not apply the command-line size fix"
+    # A second Windows-only bug: a sandbox's timeout timer is never deleted
+    # (bxfi_cancel_timeout is empty), so it fires after bxf_term() freed the
+    # instance it names. The next test's instance usually reuses that memory,
+    # and the stale timer kills its process: a test "Timed out" after the
+    # *previous* test's timeout (30 s into a 300 s stress test), or, when it
+    # strikes before the child is set up, "Could not spawn test instance: No
+    # child processes". The patch keeps the timers in the instance and
+    # deletes them (waiting for a running callback) when the child ends.
+    patch -p1 --forward --quiet -d "$s" <"$ROOT/tools/patches/boxfort-0.1.2-windows-timer-lifetime.patch" ||
+        die "boxfort: could not apply tools/patches/boxfort-0.1.2-windows-timer-lifetime.patch"
     meson_build "$s" "$WORK/boxfort-build" -Dsamples=false -Dtests=false
     stamp_set boxfort "$KEY"
 fi
@@ -434,10 +445,23 @@ CEOF
 Test(hang, forever, .timeout = 2) { for (;;) Sleep(50); }
 Test(hang, ok) { cr_assert(1); }
 CEOF
+    # The boxfort timer-lifetime fix: a test's timer must not kill the test
+    # that runs after it (-j1: one after the other, in name order). Without
+    # the fix b is killed about 1 s in, 6 times out of 6 (four stale timers,
+    # one of which finds its memory reused by b's instance).
+    cat >"$t/s.c" <<'CEOF'
+#include <criterion/criterion.h>
+#include <windows.h>
+Test(stale, a1_short_timeout, .timeout = 1) { cr_assert(1); }
+Test(stale, a2_short_timeout, .timeout = 1) { cr_assert(1); }
+Test(stale, a3_short_timeout, .timeout = 1) { cr_assert(1); }
+Test(stale, a4_short_timeout, .timeout = 1) { cr_assert(1); }
+Test(stale, b_outlives_them, .timeout = 20) { Sleep(2500); cr_assert(1); }
+CEOF
     local cflags libs x
     cflags="$(pkg-config --cflags criterion)"
     libs="$(pkg-config --libs criterion)"
-    for x in p f h; do
+    for x in p f h s; do
         # shellcheck disable=SC2086
         "$TRIPLE-gcc" -O1 -o "$t/$x.exe" "$t/$x.c" $cflags -static $libs ||
             die "could not build $x.c against $PREFIX"
@@ -450,12 +474,13 @@ CEOF
         check "hanging test (.timeout = 2)" "Tested: 2 | Passing: 1 | Failing: 1 | Crashing: 0" nonzero ./h.exe
         printf '%s\n' "$LAST_OUT" | grep -q 'hang::forever: Timed out' ||
             { echo "FAIL  hang::forever was not reported as 'Timed out'"; VERIFY_FAILED=1; }
+        check "a timeout outlives no test, -j1" "Tested: 5 | Passing: 5 | Failing: 0 | Crashing: 0" 0 ./s.exe -j1
         exit "$VERIFY_FAILED"
     ) || VERIFY_FAILED=1
     [ "$VERIFY_FAILED" = 0 ] || die "verification under Wine failed"
 }
 
-VKEY="$(cat "$STAMPS/criterion") wine $("$WINE_BIN" --version 2>/dev/null || true) prefix $WINEPREFIX"
+VKEY="$(cat "$STAMPS/criterion") $(cat "$STAMPS/boxfort") wine $("$WINE_BIN" --version 2>/dev/null || true) prefix $WINEPREFIX"
 if [ "${SKIP_VERIFY:-0}" = 1 ]; then
     log "SKIP_VERIFY=1: not running the Wine checks"
 elif [ "${FORCE_VERIFY:-0}" != 1 ] && stamp_ok verified "$VKEY" &&
