@@ -164,7 +164,8 @@ typedef struct AioBackendOps {
      * a watch is ready or the wake-up object is signalled (an epoll set),
      * switching to it first if it has such a mode, and returns it. From then
      * on, until destroy(), wait() must keep using it. -ENOTSUP when there is
-     * none (the core then asks for embed_fds). Home thread, list lock held. */
+     * none (the core then asks for embed_fds). Home thread, list lock held.
+     * Called again after embed_release() for a re-attach. */
     int (*embed_aggregate)(AioBackend *be, aio_handle_t *out);
     /* Optional, with embed_aggregate: true when a wait would report a watch
      * ready that the aggregate object does not show (epoll's always-ready
@@ -182,11 +183,14 @@ typedef struct AioBackendOps {
      * 0", so the host comes straight back. */
     int (*embed_arm)(AioBackend *be);
     /* Optional, with embed_aggregate: the host loop is gone (the last
-     * aio_embed_detach, on any thread). Undoes what embed_aggregate turned
-     * on for the host's sake, so that a context once embedded pays no more
-     * per wake-up than one never embedded; the aggregate object itself
-     * stays (a mode switch like eventfd+ppoll's to epoll is one-way). The
-     * home thread's accept may read the state concurrently: atomic. */
+     * aio_embed_detach, on any thread; list lock held). Undoes what
+     * embed_aggregate turned on for the host's sake, so that a context once
+     * embedded pays no more per wake-up, and holds no more threads or
+     * handles, than one never embedded (win32: the watcher thread stops);
+     * the aggregate object itself stays, and a later embed_aggregate
+     * returns it again (a mode switch like eventfd+ppoll's to epoll is
+     * one-way). The home thread's accept, or a wait of its own, may read
+     * the state concurrently: atomic, or behind the backend's own lock. */
     void (*embed_release)(AioBackend *be);
 } AioBackendOps;
 

@@ -53,7 +53,11 @@ static void embed_release(AioContext *ctx)
 {
     AioEmbedState *e = &ctx->embed;
     if (e->aggregated && ctx->ops->embed_release) {
+        /* Under the list lock, as embed_aggregate: win32 drops the watcher's
+         * references to the watches, which watch()/unwatch() maintain. */
+        aio__mutex_lock(&ctx->list_lock);
         ctx->ops->embed_release(ctx->be);
+        aio__mutex_unlock(&ctx->list_lock);
     }
     end_check_walk(ctx);
     aio__pollset_fini(ctx, &e->set);

@@ -133,8 +133,9 @@ static inline bool host_run_idle(AioContext *ctx)
     return false;
 }
 
+#ifndef _WIN32
 /* What an adapter writes to stderr between begin and end (its off-home
- * report: tests/test_embed_libevent.c, _libuv.c). */
+ * report: tests/test_embed_libevent.c, _libuv.c; POSIX, as they are). */
 typedef struct stderr_capture {
     int saved;
     aio_fd_t p[2];
@@ -165,6 +166,8 @@ static inline int stderr_capture_end(stderr_capture *c, const char *needle)
     }
     return count;
 }
+
+#endif
 
 /* ---- Callbacks and small scenarios the embedding tests share ---------- */
 

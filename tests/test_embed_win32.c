@@ -19,6 +19,8 @@
  */
 #include "test_embed_host.h"
 
+#include <tlhelp32.h>
+
 #include "win32/win32-test-hooks.h"
 
 #define NOTIFIERS 100 /* > MAXIMUM_WAIT_OBJECTS */
@@ -344,6 +346,115 @@ Test(embed_win32, notifier_removed_under_the_watcher_keeps_its_handle, .timeout 
     embedded_free(ctx);
 }
 
+/* ---- Detach ---------------------------------------------------------------- */
+
+/* Threads of this process, as Windows lists them. */
+static int thread_count(void)
+{
+    HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    cr_assert_neq(snap, INVALID_HANDLE_VALUE);
+    THREADENTRY32 te = {.dwSize = sizeof(te)};
+    int n = 0;
+    for (BOOL ok = Thread32First(snap, &te); ok; ok = Thread32Next(snap, &te)) {
+        n += te.th32OwnerProcessID == GetCurrentProcessId();
+    }
+    CloseHandle(snap);
+    return n;
+}
+
+/* How many handles (of any process) name the object h names: what a
+ * duplicate that was never closed leaves behind. NtQueryObject's basic
+ * information, which Wine implements (GetProcessHandleCount is always 0
+ * there). */
+typedef struct object_basic_info {
+    ULONG attributes;
+    ACCESS_MASK granted_access;
+    ULONG handle_count;
+    ULONG pointer_count;
+    ULONG reserved[10];
+} object_basic_info;
+typedef LONG(NTAPI nt_query_object_fn)(HANDLE, int, void *, ULONG, ULONG *);
+
+static unsigned long handles_to(HANDLE h)
+{
+    nt_query_object_fn *query = (nt_query_object_fn *)(void (*)(void))GetProcAddress(
+        GetModuleHandleW(L"ntdll.dll"), "NtQueryObject");
+    cr_assert_not_null(query);
+    object_basic_info info;
+    ULONG len;
+    cr_assert_eq(query(h, 0 /* ObjectBasicInformation */, &info, sizeof(info), &len), 0);
+    return info.handle_count;
+}
+
+/* One notifier of many set from another thread, seen through poll (the host
+ * when attached, else aio_poll): a sleep over all of them. */
+static void one_notification(AioContext *ctx, AioEventNotifier **n, atomic_int *count, int i,
+                             bool embedded)
+{
+    int want = atomic_load(count) + 1;
+    tc_thread *t = tc_thread_start(set_notifier_later, n[(i * 37) % NOTIFIERS]);
+    if (embedded) {
+        cr_assert(host_run_until(ctx, count, want));
+    } else {
+        cr_assert(tc_poll_until(ctx, count, want, TC_BOUND_MS));
+    }
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+}
+
+/* The watcher thread and its helpers (more than 64 handles) exist while a
+ * host loop is attached, and only then: detach stops them and closes the
+ * watcher's duplicate of every notifier's event, re-attach starts them
+ * again over the same aggregate handle, and the context works in between as
+ * one never embedded. */
+Test(embed_win32, detach_stops_the_watcher_and_its_helpers, .timeout = 60)
+{
+    AioContext *ctx = tc_ctx_new();
+    AioEventNotifier *n[NOTIFIERS];
+    counted_notifier cn[NOTIFIERS];
+    atomic_int count = 0;
+    for (int i = 0; i < NOTIFIERS; i++) {
+        n[i] = aio_event_notifier_new(false);
+        cn[i] = (counted_notifier){.n = n[i], .count = &count};
+        cr_assert_eq(aio_set_event_notifier(ctx, n[i], false, counted_notifier_cb, NULL, &cn[i]),
+                     0);
+    }
+    /* The context's own helpers, for its blocking polls, exist from here on. */
+    one_notification(ctx, n, &count, 0, false);
+    int base = thread_count();
+    unsigned long refs_base = handles_to(aio_event_notifier_get_handle(n[0]));
+    aio_handle_t first = NULL;
+    for (int round = 1; round <= 3; round++) {
+        cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+        AioEmbedFd fd;
+        cr_assert_eq(aio_embed_query(ctx, &fd, 1), 1);
+        if (round == 1) {
+            first = fd.handle;
+        }
+        cr_assert_eq(fd.handle, first, "round %d: re-attach changed the aggregate handle", round);
+        one_notification(ctx, n, &count, round, true);
+        cr_assert_eq(handles_to(aio_event_notifier_get_handle(n[0])), refs_base + 1,
+                     "round %d: the watcher holds no duplicate of a notifier's event", round);
+        int attached = thread_count();
+        cr_assert_geq(attached, base + 2,
+                      "round %d: %d threads attached, %d before: no watcher and helper", round,
+                      attached, base);
+        cr_assert_eq(aio_embed_detach(ctx), 0);
+        cr_assert_eq(thread_count(), base, "round %d: threads left after detach", round);
+        for (int i = 0; i < NOTIFIERS; i++) {
+            unsigned long refs = handles_to(aio_event_notifier_get_handle(n[i]));
+            cr_assert_eq(refs, refs_base,
+                         "round %d: notifier %d's event has %lu handles after detach, %lu before",
+                         round, i, refs, refs_base);
+        }
+        one_notification(ctx, n, &count, round + 10, false);
+    }
+    for (int i = 0; i < NOTIFIERS; i++) {
+        cr_assert_eq(aio_set_event_notifier(ctx, n[i], false, NULL, NULL, NULL), 0);
+        aio_event_notifier_free(n[i]);
+    }
+    aio_context_unref(ctx);
+}
+
 /* ---- Errors ---------------------------------------------------------------- */
 
 /* attach with no thread, no event or no duplicate for the watcher: a
@@ -380,6 +491,39 @@ Test(embed_win32, attach_fails_cleanly_without_thread_event_or_duplicate, .timeo
         cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
         tc_thread *t = tc_thread_start(set_notifier_later, n);
         cr_assert(host_run_until(ctx, &nr.count, 1));
+        cr_assert(tc_thread_join(t, TC_BOUND_MS));
+        cr_assert_eq(aio_set_event_notifier(ctx, n, false, NULL, NULL, NULL), 0);
+        aio_event_notifier_free(n);
+        embedded_free(ctx);
+    }
+}
+
+/* A re-attach starts the watcher again, so it can fail the same way: no
+ * thread, no duplicate of a notifier's handle. It changes nothing then, and
+ * the next one works. */
+Test(embed_win32, reattach_fails_cleanly_without_thread_or_duplicate, .timeout = 30)
+{
+    static const AioFaultKind kinds[] = {AIO_FAULT_THREAD, AIO_FAULT_DUPLICATE_HANDLE};
+    for (size_t f = 0; f < sizeof(kinds) / sizeof(kinds[0]); f++) {
+        AioContext *ctx = tc_ctx_new();
+        AioEventNotifier *n = aio_event_notifier_new(false);
+        notifier_reader nr = {.n = n};
+        cr_assert_eq(aio_set_event_notifier(ctx, n, false, notifier_cb, NULL, &nr), 0);
+        cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+        cr_assert_eq(aio_embed_detach(ctx), 0);
+        aio__fault_arm(kinds[f], 1, ERROR_NOT_ENOUGH_MEMORY);
+        int r = aio_embed_attach(ctx, NULL);
+        bool fired = aio__fault_fired(kinds[f]);
+        aio__fault_disarm();
+        cr_assert(fired, "%s: no such call in a re-attach", aio__fault_name(kinds[f]));
+        cr_assert_lt(r, 0, "%s: re-attach succeeded", aio__fault_name(kinds[f]));
+        cr_assert_null(aio_embed_host(ctx));
+        tc_thread *t = tc_thread_start(set_notifier_later, n);
+        cr_assert(tc_poll_until(ctx, &nr.count, 1, TC_BOUND_MS));
+        cr_assert(tc_thread_join(t, TC_BOUND_MS));
+        cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+        t = tc_thread_start(set_notifier_later, n);
+        cr_assert(host_run_until(ctx, &nr.count, 2));
         cr_assert(tc_thread_join(t, TC_BOUND_MS));
         cr_assert_eq(aio_set_event_notifier(ctx, n, false, NULL, NULL, NULL), 0);
         aio_event_notifier_free(n);

@@ -716,9 +716,9 @@ typedef struct AioEmbedFd {
  * aio_embed_host(). Home thread. Takes a reference on ctx, released by
  * aio_embed_detach(): an unref of an attached context leaves it alive (and
  * attached) until the detach. While attached, aio_context_set_home_thread()
- * is -EBUSY. Nothing changes on failure. The "io_uring" backend cannot be
- * embedded yet (docs/embedding.md). On "win32" the first attach starts the
- * context's watcher thread (kept until the context is freed) and may fail
+ * is -EBUSY. Nothing changes on failure. Every backend can be embedded
+ * (docs/embedding.md says how each one waits). On "win32" every attach
+ * starts the context's watcher thread (the detach stops it) and may fail
  * with -EAGAIN (no thread) or -ENOMEM (no event, handle or memory).
  * @param ctx the context
  * @param host the adapter's pointer, returned by aio_embed_host()

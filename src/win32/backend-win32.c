@@ -53,9 +53,9 @@ typedef struct SockRec {
 } SockRec;
 
 /* One watched registration in the backend's registry (see "Embedding"
- * below). dup and rec are the embedding's own references, taken while a
- * watcher exists; after unwatch() the entry is "gone" and only the watcher
- * (or destroy) releases them, once no wait of its own can name them. */
+ * below). dup and rec are the embedding's own references, taken while the
+ * watcher runs; after unwatch() the entry is "gone" and only the watcher
+ * (or its stop) releases them, once no wait of its own can name them. */
 typedef struct RegEntry {
     AioSourceId id;
     AioWatch *w;   /* while watched; the watch outlives unwatch() only for the core */
@@ -78,8 +78,10 @@ struct AioBackend {
     SRWLOCK reg_lock;
     RegEntry *reg;
     size_t nreg, reg_cap;
-    /* Set once by embed_aggregate() (under the list lock, on the home
-     * thread), until destroy(). */
+    /* Set by the first embed_aggregate() (under the list lock, on the home
+     * thread) and kept until destroy(), so that a wait of the home thread
+     * may always look at it; its watcher thread runs only while attached
+     * (em->running). */
     Embed *em;
 };
 
@@ -700,6 +702,10 @@ struct Embed {
     atomic_uint arm_seq;   /* home thread */
     atomic_uint fired_seq; /* watcher */
     atomic_bool quit;
+    /* The watcher thread exists and the registry's entries hold its
+     * references (list lock; set by watcher_start, cleared by
+     * watcher_stop). */
+    bool running;
     /* Not the backend's pool: a nested blocking poll on the home thread
      * takes that one for its own sleep while the watcher sleeps. */
     AioWaiterPool pool;
@@ -794,7 +800,8 @@ static int reg_reserve(AioBackend *be)
 static int reg_add(AioBackend *be, AioWatch *w)
 {
     RegEntry e = {.id = w->id, .w = w};
-    if (be->em) {
+    bool watching = be->em && be->em->running;
+    if (watching) {
         int err = entry_take(&e);
         if (err) {
             return err; /* only a notifier's duplicate can fail */
@@ -803,7 +810,7 @@ static int reg_add(AioBackend *be, AioWatch *w)
     AcquireSRWLockExclusive(&be->reg_lock);
     be->reg[be->nreg++] = e;
     ReleaseSRWLockExclusive(&be->reg_lock);
-    if (be->em) {
+    if (watching) {
         SetEvent(be->em->poke); /* wait on it from now on */
     }
     return 0;
@@ -811,13 +818,14 @@ static int reg_add(AioBackend *be, AioWatch *w)
 
 static void reg_remove(AioBackend *be, const AioWatch *w)
 {
+    bool watching = be->em && be->em->running;
     AcquireSRWLockExclusive(&be->reg_lock);
     for (size_t i = 0; i < be->nreg; i++) {
         RegEntry *e = &be->reg[i];
         if (e->gone || e->id != w->id) {
             continue;
         }
-        if (be->em) {
+        if (watching) {
             /* The watcher may be asleep on e->dup / e->rec->ev right now:
              * it releases them itself once it no longer waits on them
              * (closing the duplicate here would let Windows hand its value
@@ -831,7 +839,7 @@ static void reg_remove(AioBackend *be, const AioWatch *w)
         break;
     }
     ReleaseSRWLockExclusive(&be->reg_lock);
-    if (be->em) {
+    if (watching) {
         SetEvent(be->em->poke); /* so that it lets go soon */
     }
 }
@@ -983,15 +991,76 @@ static void embed_free(Embed *em)
     free(em);
 }
 
-static int w32_embed_aggregate(AioBackend *be, aio_handle_t *out)
+/* Takes the watcher's references to every watch and starts it. List lock
+ * held (no watch comes or goes); nothing changes on failure. */
+static int watcher_start(AioBackend *be, Embed *em)
 {
-    if (be->em) {
-        *out = be->em->aggregate; /* re-attached: the same one */
-        return 0;
+    int err = 0;
+    size_t taken = 0;
+    for (; taken < be->nreg; taken++) {
+        err = entry_take(&be->reg[taken]);
+        if (err) {
+            break;
+        }
     }
+    if (err == 0) {
+        atomic_store(&em->quit, false);
+        em->thread = AIO_FAULT_CALL(AIO_FAULT_THREAD, NULL,
+                                    CreateThread(NULL, 64 * 1024, watcher_main, em,
+                                                 STACK_SIZE_PARAM_IS_A_RESERVATION, NULL));
+        if (!em->thread) {
+            err = GetLastError() == ERROR_NOT_ENOUGH_MEMORY ? -ENOMEM : -EAGAIN;
+        }
+    }
+    if (err) {
+        while (taken-- > 0) {
+            entry_release(&be->reg[taken]);
+        }
+        return err;
+    }
+    em->running = true;
+    return 0;
+}
+
+/* Stops the watcher and its helper threads and gives back every reference
+ * it held; the entries of watches still registered stay, without them.
+ * List lock held, so no watch()/unwatch() runs meanwhile; a wait of the
+ * home thread may still look at em (embed_rescan), which stays. */
+static void watcher_stop(AioBackend *be, Embed *em)
+{
+    if (!em->running) {
+        return;
+    }
+    atomic_store(&em->quit, true);
+    SetEvent(em->poke);
+    WaitForSingleObject(em->thread, INFINITE);
+    CloseHandle(em->thread);
+    em->thread = NULL;
+    aio__waiters_stop_helpers(&em->pool);
+    /* No wait of the watcher names the entries any more. */
+    AcquireSRWLockExclusive(&be->reg_lock);
+    size_t keep = 0;
+    for (size_t i = 0; i < be->nreg; i++) {
+        entry_release(&be->reg[i]);
+        if (!be->reg[i].gone) {
+            be->reg[keep++] = be->reg[i];
+        }
+    }
+    be->nreg = keep;
+    ReleaseSRWLockExclusive(&be->reg_lock);
+    /* Disarmed: embed_rescan() pokes nobody, and the next start waits for
+     * an arming of its own. */
+    atomic_store(&em->fired_seq, atomic_load(&em->arm_seq));
+    em->running = false;
+}
+
+/* The embedding's record, made by the first attach: NULL without memory or
+ * an event. */
+static Embed *embed_new(AioBackend *be)
+{
     Embed *em = aio__calloc(1, sizeof(*em));
     if (!em) {
-        return -ENOMEM;
+        return NULL;
     }
     em->be = be;
     atomic_init(&em->arm_seq, 0);
@@ -1004,33 +1073,25 @@ static int w32_embed_aggregate(AioBackend *be, aio_handle_t *out)
     int err = aio__waiters_init(&em->pool);
     if (!em->aggregate || !em->poke || !em->sc || err) {
         embed_free(em);
+        return NULL;
+    }
+    return em;
+}
+
+static int w32_embed_aggregate(AioBackend *be, aio_handle_t *out)
+{
+    Embed *em = be->em ? be->em : embed_new(be);
+    if (!em) {
         return -ENOMEM;
     }
-    /* The watches that exist already (list lock held: none comes or goes). */
-    size_t taken = 0;
-    for (; taken < be->nreg; taken++) {
-        err = entry_take(&be->reg[taken]);
-        if (err) {
-            break;
-        }
-    }
-    if (err == 0) {
-        em->thread = AIO_FAULT_CALL(AIO_FAULT_THREAD, NULL,
-                                    CreateThread(NULL, 64 * 1024, watcher_main, em,
-                                                 STACK_SIZE_PARAM_IS_A_RESERVATION, NULL));
-        if (!em->thread) {
-            err = GetLastError() == ERROR_NOT_ENOUGH_MEMORY ? -ENOMEM : -EAGAIN;
-        }
-    }
+    int err = watcher_start(be, em);
     if (err) {
-        /* Attach fails and changes nothing. */
-        while (taken-- > 0) {
-            entry_release(&be->reg[taken]);
+        if (em != be->em) {
+            embed_free(em); /* attach fails and changes nothing */
         }
-        embed_free(em);
         return err;
     }
-    be->em = em;
+    be->em = em; /* re-attached: the same aggregate as before */
     *out = em->aggregate;
     return 0;
 }
@@ -1062,20 +1123,22 @@ static int w32_embed_arm(AioBackend *be)
     return 0;
 }
 
+/* The last detach: the watcher goes, with its threads and references. */
+static void w32_embed_release(AioBackend *be)
+{
+    if (be->em) {
+        watcher_stop(be, be->em);
+    }
+}
+
 static void embed_destroy(AioBackend *be)
 {
     Embed *em = be->em;
     if (!em) {
         return;
     }
-    atomic_store(&em->quit, true);
-    SetEvent(em->poke);
-    WaitForSingleObject(em->thread, INFINITE);
-    CloseHandle(em->thread);
-    /* Every watch was unwatched: every entry is gone, nobody waits. */
-    for (size_t i = 0; i < be->nreg; i++) {
-        entry_release(&be->reg[i]);
-    }
+    /* Every watch was unwatched: the stop releases every entry. */
+    watcher_stop(be, em);
     be->nreg = 0;
     be->em = NULL;
     embed_free(em);
@@ -1094,4 +1157,5 @@ const AioBackendOps aio__backend_win32 = {
     .forked = NULL, /* nothing is shared with another process */
     .embed_aggregate = w32_embed_aggregate,
     .embed_arm = w32_embed_arm,
+    .embed_release = w32_embed_release,
 };

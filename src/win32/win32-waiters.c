@@ -150,6 +150,16 @@ void aio__waiters_destroy(AioWaiterPool *p)
     memset(p, 0, sizeof(*p));
 }
 
+void aio__waiters_stop_helpers(AioWaiterPool *p)
+{
+    /* Nobody waits through the pool (its caller saw to that), so every
+     * helper is parked on its go event and exits at CMD_EXIT. */
+    for (size_t i = 0; i < p->n; i++) {
+        waiter_free(p->w[i]);
+    }
+    p->n = 0;
+}
+
 static int pool_reserve(AioWaiterPool *p, size_t want)
 {
     if (want > p->cap) {

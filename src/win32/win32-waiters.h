@@ -16,7 +16,7 @@ typedef struct AioWaiter AioWaiter;
 typedef struct AioWaiterPool {
     SRWLOCK lock;   /* one multi-waiter sleep at a time */
     HANDLE any;     /* manual-reset: "a helper saw one of its handles fire" */
-    AioWaiter **w;  /* persistent helpers; the pool only grows */
+    AioWaiter **w;  /* persistent helpers: only aio__waiters_stop_helpers ends them */
     HANDLE *done;   /* w[i]->done, contiguous for the wait-all */
     size_t n, cap;
 } AioWaiterPool;
@@ -38,6 +38,9 @@ typedef struct AioWaitResult {
 
 int aio__waiters_init(AioWaiterPool *p);
 void aio__waiters_destroy(AioWaiterPool *p);
+/* Ends the helper threads but keeps the pool usable (a later wait starts
+ * new ones). No wait through the pool may be in progress. */
+void aio__waiters_stop_helpers(AioWaiterPool *p);
 
 /* How many threads (the caller and its helpers) a wait on n handles uses:
  * the most indices it can report. */
