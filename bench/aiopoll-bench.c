@@ -790,6 +790,48 @@ static void scen_idle(void)
 
 /* ---- 7. ppoll/epoll crossover (the switch threshold) -------------------------------- */
 
+/* One registration changed while 1024 others stay (the default backend,
+ * on epoll past its threshold): finding the registration is O(1) (the
+ * source index), the next poll's snapshot walks every source. */
+static void register_among_many(void)
+{
+    enum { OTHERS = 1024 };
+    bp_idle idle;
+    if (bp_idle_open(&idle, OTHERS + 1) != 0) {
+        bu_note("register among %d: skipped (RLIMIT_NOFILE)", OTHERS);
+        bp_idle_close(&idle);
+        return;
+    }
+    AioContext *ctx = aio_context_new();
+    for (int i = 1; i <= OTHERS; i++) {
+        aio_set_fd_handler(ctx, idle.fds[i], false, nop_bh, NULL, NULL, NULL);
+    }
+    bu_samples s_reg = {0}, s_poll = {0};
+    int reps = quick ? 5 : 15, per = 500;
+    for (int r = 0; r < reps; r++) {
+        int64_t t0 = bu_now_ns();
+        for (int i = 0; i < per; i++) {
+            aio_set_fd_handler(ctx, idle.fds[0], false, nop_bh, NULL, NULL, NULL);
+            aio_set_fd_handler(ctx, idle.fds[0], false, NULL, NULL, NULL, NULL);
+        }
+        bu_add(&s_reg, (double)(bu_now_ns() - t0) / per);
+        t0 = bu_now_ns();
+        for (int i = 0; i < per; i++) {
+            aio_set_fd_handler(ctx, idle.fds[0], false, nop_bh, NULL, NULL, NULL);
+            aio_set_fd_handler(ctx, idle.fds[0], false, NULL, NULL, NULL, NULL);
+            aio_poll(ctx, false);
+        }
+        bu_add(&s_poll, (double)(bu_now_ns() - t0) / per);
+    }
+    bu_report("crossover", "register-1024", "aiopoll", "add+remove handler", "ns", false, &s_reg);
+    bu_report("crossover", "register-1024", "aiopoll", "add+remove+poll(false)", "ns", false,
+              &s_poll);
+    bu_free(&s_reg);
+    bu_free(&s_poll);
+    aio_context_unref(ctx);
+    bp_idle_close(&idle);
+}
+
 static void scen_crossover(void)
 {
     header("7. ppoll vs epoll crossover (sets the eventfd+ppoll -> epoll switch threshold)",
@@ -852,6 +894,7 @@ static void scen_crossover(void)
     bu_free(&sp);
     bu_free(&se);
     bp_idle_close(&idle);
+    register_among_many();
 }
 
 /* ---- 5. timers ------------------------------------------------------------------------ */

@@ -169,6 +169,13 @@ struct AioSource {
     bool watched; /* backend->watch() succeeded and unwatch() is owed */
 };
 
+/* The live sources by user key (source-index.h). */
+typedef struct AioSourceIndex {
+    AioSource **slot; /* NULL: empty */
+    size_t mask;      /* slots - 1; 0 while slot is NULL */
+    size_t n;
+} AioSourceIndex;
+
 /*
  * One poll's snapshot of the dispatchable sources. ws is the backend's view
  * (the watches of the sources with an interest); srcs[] (io_poll-only ones
@@ -279,6 +286,8 @@ struct AioContext {
     /* Sources (sources.c). */
     aio_mutex_t list_lock;
     AioSource *sources;
+    size_t nsources;           /* linked, removed ones included; list_lock */
+    AioSourceIndex src_index;  /* the live ones by key; list_lock */
     /* generation and purge_needed are written under list_lock, walkers by
      * the polls themselves without it; all three are read without it by a
      * poll whose snapshot is current (aio__sources_begin_walk argues why). */

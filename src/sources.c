@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #include "aio-internal.h"
+#include "source-index.h"
 
 static bool external_disabled(AioContext *ctx)
 {
@@ -35,17 +36,12 @@ static bool aio__source_dispatchable(AioContext *ctx, AioSource *src)
            !(src->is_external && external_disabled(ctx));
 }
 
+/* The index holds exactly the linked sources that are not deleted: a
+ * source enters it when linked and leaves it when marked deleted, both
+ * under list_lock. */
 static AioSource *find_live_locked(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n)
 {
-    for (AioSource *src = ctx->sources; src; src = src->next) {
-        if (atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
-            continue;
-        }
-        if (n ? src->notifier == n : (!src->notifier && src->fd == fd)) {
-            return src;
-        }
-    }
-    return NULL;
+    return aio__srcidx_find(&ctx->src_index, fd, n);
 }
 
 /* Closes the source's own object and frees it: the end of every source,
@@ -58,6 +54,7 @@ static void source_free(AioSource *src)
 
 static void unlink_and_free_locked(AioContext *ctx, AioSource *src)
 {
+    ctx->nsources--;
     if (src->prev) {
         src->prev->next = src->next;
     } else {
@@ -117,6 +114,7 @@ static void purge_locked(AioContext *ctx)
 
 static void remove_locked(AioContext *ctx, AioSource *src)
 {
+    aio__srcidx_remove(&ctx->src_index, src);
     atomic_store_explicit(&src->deleted, true, memory_order_release);
     unwatch_locked(ctx, src);
     bump_generation_locked(ctx);
@@ -196,6 +194,13 @@ static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is
     }
 
     aio__mutex_lock(&ctx->list_lock);
+    /* Room in the index first: past this point a registration fails only
+     * in the backend's watch(). */
+    if (src && aio__srcidx_reserve(&ctx->src_index) < 0) {
+        aio__mutex_unlock(&ctx->list_lock);
+        source_free(src);
+        return -ENOMEM;
+    }
     AioSource *old = find_live_locked(ctx, fd, n);
     if (old) {
         remove_locked(ctx, old);
@@ -213,6 +218,8 @@ static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is
                 ctx->sources->prev = src;
             }
             ctx->sources = src;
+            ctx->nsources++;
+            aio__srcidx_insert(&ctx->src_index, src);
             bump_generation_locked(ctx);
         }
     }
@@ -433,15 +440,14 @@ int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set)
     int ret = 0;
     aio__mutex_lock(&ctx->list_lock);
     unsigned gen = atomic_load_explicit(&ctx->generation, memory_order_relaxed);
-    size_t n = 0;
-    for (AioSource *src = ctx->sources; src; src = src->next) {
-        n += src->active && !atomic_load_explicit(&src->deleted, memory_order_relaxed);
-    }
-    ret = pollset_reserve(set, n);
+    /* One walk of the list: room for every linked source (removed ones
+     * included), then the dispatchable ones. */
+    ret = pollset_reserve(set, ctx->nsources);
     if (ret == 0) {
         /* srcs[0, nw) are the sources with an interest, in the order of
-         * watches[]; the io_poll-only ones follow. */
-        size_t nw = 0, tail = n;
+         * watches[]; the io_poll-only ones follow them, last linked first. */
+        size_t nw = 0, npoll = 0;
+        AioSource **polls = set->srcs + ctx->nsources;
         for (AioSource *src = ctx->sources; src; src = src->next) {
             if (!src->active || atomic_load_explicit(&src->deleted, memory_order_relaxed)) {
                 continue;
@@ -450,9 +456,16 @@ int aio__sources_begin_walk(AioContext *ctx, AioPollSet *set)
                 set->watches[nw] = &src->watch;
                 set->srcs[nw++] = src;
             } else {
-                set->srcs[--tail] = src;
+                *--polls = src;
+                npoll++;
             }
         }
+        /* Close the gap between the two groups (a forward copy: the
+         * destination never lies after its source). */
+        for (size_t i = 0; i < npoll; i++) {
+            set->srcs[nw + i] = polls[i];
+        }
+        size_t n = nw + npoll;
         set->nsrcs = n;
         set->ws.watches = set->watches;
         set->ws.n = nw;
@@ -542,6 +555,7 @@ void aio__sources_teardown(AioContext *ctx)
         unwatch_locked(ctx, src);
         unlink_and_free_locked(ctx, src);
     }
+    aio__srcidx_fini(&ctx->src_index);
 }
 
 void aio__sources_unwatch_all(AioContext *ctx)

@@ -265,3 +265,87 @@ Test(notifier, shared_between_contexts, .timeout = 10)
     aio_context_unref(a);
     aio_context_unref(b);
 }
+
+/* Registration churn over many notifiers: a deterministic pseudo-random
+ * sequence of registrations, replacements (another opaque) and removals,
+ * checked after every step against a model, by setting every notifier and
+ * polling: each registered one runs exactly its current handler once, a
+ * removed one never runs. The registrations are found by key through the
+ * context's index (src/source-index.c), whose removals shift entries back:
+ * a lost or misplaced entry shows as a handler that runs twice, runs for
+ * the wrong opaque, or survives its removal. */
+#define CHURN_N 200
+
+typedef struct churn_slot {
+    AioEventNotifier *n;
+    int owner;      /* model: 0 unregistered, else the opaque's tag */
+    atomic_int ran; /* runs since the last check, by its current tag */
+    atomic_int wrong;
+} churn_slot;
+
+typedef struct churn_tag {
+    churn_slot *slot;
+    int tag;
+} churn_tag;
+
+static void churn_cb(void *opaque)
+{
+    churn_tag *t = opaque;
+    aio_event_notifier_test_and_clear(t->slot->n);
+    if (t->slot->owner == t->tag) {
+        atomic_fetch_add(&t->slot->ran, 1);
+    } else {
+        atomic_fetch_add(&t->slot->wrong, 1);
+    }
+}
+
+Test(notifier, registration_churn_over_many_keys, .timeout = 60)
+{
+    AioContext *ctx = tc_ctx_new();
+    static churn_slot slot[CHURN_N];
+    static churn_tag tags[CHURN_N][4];
+    for (int i = 0; i < CHURN_N; i++) {
+        slot[i] = (churn_slot){.n = aio_event_notifier_new(false)};
+        cr_assert_not_null(slot[i].n);
+        for (int t = 0; t < 4; t++) {
+            tags[i][t] = (churn_tag){.slot = &slot[i], .tag = t + 1};
+        }
+    }
+    uint32_t rnd = 12345;
+    for (int step = 0; step < 3000; step++) {
+        rnd = rnd * 1103515245u + 12345u;
+        int i = (int)((rnd >> 8) % CHURN_N);
+        int op = (int)((rnd >> 4) % 4); /* 0: remove, 1..3: (re)register with tag op */
+        if (op == 0) {
+            cr_assert_eq(aio_set_event_notifier(ctx, slot[i].n, false, NULL, NULL, NULL), 0);
+            slot[i].owner = 0;
+        } else {
+            cr_assert_eq(aio_set_event_notifier(ctx, slot[i].n, false, churn_cb, NULL,
+                                                &tags[i][op - 1]),
+                         0);
+            slot[i].owner = op;
+        }
+        if (step % 100 != 99) {
+            continue;
+        }
+        for (int k = 0; k < CHURN_N; k++) {
+            atomic_store(&slot[k].ran, 0);
+            aio_event_notifier_set(slot[k].n);
+        }
+        while (aio_poll(ctx, false) > 0) {
+        }
+        for (int k = 0; k < CHURN_N; k++) {
+            cr_assert_eq(atomic_load(&slot[k].wrong), 0, "step %d: notifier %d ran a replaced handler",
+                         step, k);
+            cr_assert_eq(atomic_load(&slot[k].ran), slot[k].owner ? 1 : 0,
+                         "step %d: notifier %d (tag %d) ran %d times", step, k, slot[k].owner,
+                         atomic_load(&slot[k].ran));
+            aio_event_notifier_test_and_clear(slot[k].n);
+        }
+    }
+    for (int i = 0; i < CHURN_N; i++) {
+        cr_assert_eq(aio_set_event_notifier(ctx, slot[i].n, false, NULL, NULL, NULL), 0);
+        aio_event_notifier_free(slot[i].n);
+    }
+    aio_context_unref(ctx);
+}
