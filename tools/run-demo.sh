@@ -8,7 +8,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build --target iothread-demo
 # The host-loop examples exist when their adapter was built (docs/embedding.md).
 demos=(iothread-demo)
-for d in glib-main-loop libevent-server; do
+for d in glib-main-loop libevent-server libuv-checksums; do
     cmake --build build --target "$d" >/dev/null 2>&1 && demos+=("$d")
 done
 # CMake writes the backends compiled for this platform, one per line.
