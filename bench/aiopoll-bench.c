@@ -110,8 +110,9 @@ typedef struct contender {
  * tracepoint, per thread) and their context switches (/proc). Never open
  * while a batch is timed: with a tracepoint counter attached every system
  * call of the thread takes the kernel's traced entry path, which on the
- * 6.18 Firecracker VM made a same-CPU round trip 50 % slower (6.2 against
- * 9.3 us) and favoured the contenders that make fewer calls. */
+ * 6.18 Firecracker VM made a same-CPU round trip 45-53 % slower (three runs
+ * each: 7.5-8.5 against 5.2-5.5 us) and favoured the contenders that make
+ * fewer calls (docs/performance.md). */
 typedef struct evidence {
     int fa, fb, tid_b;
     int64_t a0, b0;
@@ -790,6 +791,21 @@ static void scen_idle(void)
 
 /* ---- 7. ppoll/epoll crossover (the switch threshold) -------------------------------- */
 
+/* ns per add+remove of fd's handler in ctx, optionally each followed by a
+ * non-blocking poll (which rebuilds the snapshot the change made stale). */
+static double time_add_remove(AioContext *ctx, aio_fd_t fd, int per, bool poll)
+{
+    int64_t t0 = bu_now_ns();
+    for (int i = 0; i < per; i++) {
+        aio_set_fd_handler(ctx, fd, false, nop_bh, NULL, NULL, NULL);
+        aio_set_fd_handler(ctx, fd, false, NULL, NULL, NULL, NULL);
+        if (poll) {
+            aio_poll(ctx, false);
+        }
+    }
+    return (double)(bu_now_ns() - t0) / per;
+}
+
 /* One registration changed while 1024 others stay (the default backend,
  * on epoll past its threshold): finding the registration is O(1) (the
  * source index), the next poll's snapshot walks every source. */
@@ -809,19 +825,8 @@ static void register_among_many(void)
     bu_samples s_reg = {0}, s_poll = {0};
     int reps = quick ? 5 : 15, per = 500;
     for (int r = 0; r < reps; r++) {
-        int64_t t0 = bu_now_ns();
-        for (int i = 0; i < per; i++) {
-            aio_set_fd_handler(ctx, idle.fds[0], false, nop_bh, NULL, NULL, NULL);
-            aio_set_fd_handler(ctx, idle.fds[0], false, NULL, NULL, NULL, NULL);
-        }
-        bu_add(&s_reg, (double)(bu_now_ns() - t0) / per);
-        t0 = bu_now_ns();
-        for (int i = 0; i < per; i++) {
-            aio_set_fd_handler(ctx, idle.fds[0], false, nop_bh, NULL, NULL, NULL);
-            aio_set_fd_handler(ctx, idle.fds[0], false, NULL, NULL, NULL, NULL);
-            aio_poll(ctx, false);
-        }
-        bu_add(&s_poll, (double)(bu_now_ns() - t0) / per);
+        bu_add(&s_reg, time_add_remove(ctx, idle.fds[0], per, false));
+        bu_add(&s_poll, time_add_remove(ctx, idle.fds[0], per, true));
     }
     bu_report("crossover", "register-1024", "aiopoll", "add+remove handler", "ns", false, &s_reg);
     bu_report("crossover", "register-1024", "aiopoll", "add+remove+poll(false)", "ns", false,
@@ -880,12 +885,7 @@ static void scen_crossover(void)
             AioContext *ctx = aio_context_new();
             unsetenv("AIOPOLL_EPOLL_THRESHOLD");
             unsetenv("AIOPOLL_BACKEND");
-            int64_t t0 = bu_now_ns();
-            for (int i = 0; i < per; i++) {
-                aio_set_fd_handler(ctx, idle.fds[0], false, nop_bh, NULL, NULL, NULL);
-                aio_set_fd_handler(ctx, idle.fds[0], false, NULL, NULL, NULL, NULL);
-            }
-            bu_add(which == 0 ? &sp : &se, (double)(bu_now_ns() - t0) / per);
+            bu_add(which == 0 ? &sp : &se, time_add_remove(ctx, idle.fds[0], per, false));
             aio_context_unref(ctx);
         }
     }

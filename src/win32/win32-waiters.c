@@ -137,19 +137,6 @@ int aio__waiters_init(AioWaiterPool *p)
     return p->any ? 0 : -ENOMEM;
 }
 
-void aio__waiters_destroy(AioWaiterPool *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        waiter_free(p->w[i]);
-    }
-    free(p->w);
-    free(p->done);
-    if (p->any) {
-        CloseHandle(p->any);
-    }
-    memset(p, 0, sizeof(*p));
-}
-
 void aio__waiters_stop_helpers(AioWaiterPool *p)
 {
     /* Nobody waits through the pool (its caller saw to that), so every
@@ -158,6 +145,17 @@ void aio__waiters_stop_helpers(AioWaiterPool *p)
         waiter_free(p->w[i]);
     }
     p->n = 0;
+}
+
+void aio__waiters_destroy(AioWaiterPool *p)
+{
+    aio__waiters_stop_helpers(p);
+    free(p->w);
+    free(p->done);
+    if (p->any) {
+        CloseHandle(p->any);
+    }
+    memset(p, 0, sizeof(*p));
 }
 
 static int pool_reserve(AioWaiterPool *p, size_t want)
