@@ -213,7 +213,8 @@ static void *b_thread(void *op)
         while (!atomic_load(&p->stop)) {
             aio_poll(p->b, true);
         }
-        b_ctx_free(p);
+        /* Freed by hpair_stop after the join: its aio_notify() may still
+         * be using the context when this loop sees stop. */
         break;
 #if BENCH_HAVE_GLIB
     case H_GLIB_EMBED:
@@ -309,6 +310,9 @@ static void hpair_stop(hpair *p)
         aio_notify(p->b);
     }
     pthread_join(p->th, NULL);
+    if (p->kind == H_AIOPOLL) {
+        b_ctx_free(p);
+    }
     aio_bh_delete(p->bha);
 }
 

@@ -45,7 +45,10 @@ static void *io_main(void *opaque)
     while (!atomic_load(&app->io_stop)) {
         aio_poll(app->io_ctx, true);
     }
-    aio_context_unref(app->io_ctx);
+    /* Not freed here: the thread that scheduled the stop BH may still be
+     * inside aio_bh_schedule_oneshot() on this context when the BH has run
+     * (it notifies after the push). The main thread frees it after the
+     * join. */
     return NULL;
 }
 
@@ -138,6 +141,7 @@ int main(void)
 
     aio_bh_schedule_oneshot(app.io_ctx, io_stop, &app);
     pthread_join(app.io_thread, NULL);
+    aio_context_unref(app.io_ctx);
     aio_timer_free(app.tick);
     g_source_destroy(src);
     g_source_unref(src);

@@ -47,7 +47,10 @@ static void *worker_main(void *opaque)
     while (!atomic_load(&srv->worker_stop)) {
         aio_poll(srv->worker, true);
     }
-    aio_context_unref(srv->worker);
+    /* Not freed here: the thread that scheduled the stop BH may still be
+     * inside aio_bh_schedule_oneshot() on this context when the BH has run
+     * (it notifies after the push). The main thread frees it after the
+     * join. */
     return NULL;
 }
 
@@ -139,6 +142,7 @@ int main(void)
 
     aio_bh_schedule_oneshot(srv.worker, worker_stop, &srv);
     pthread_join(srv.worker_thread, NULL);
+    aio_context_unref(srv.worker);
     for (int i = 0; i < CLIENTS; i++) {
         event_free(conns[i].ev);
         close(conns[i].fd);

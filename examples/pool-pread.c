@@ -99,7 +99,10 @@ static void *iothread_main(void *arg)
     while (!atomic_load(&iothread_stop)) {
         aio_poll(iothread_ctx, true);
     }
-    aio_context_unref(iothread_ctx);
+    /* Not freed here: the thread that scheduled the stop BH may still be
+     * inside aio_bh_schedule_oneshot() on this context when the BH has run
+     * (it notifies after the push). The main thread frees it after the
+     * join. */
     return NULL;
 }
 
@@ -133,6 +136,7 @@ int main(int argc, char **argv)
     int ret = aio_wait_while(main_ctx, reading, NULL);
     aio_bh_schedule_oneshot(iothread_ctx, stop_bh, NULL);
     pthread_join(t, NULL);
+    aio_context_unref(iothread_ctx);
 
     unsigned long want = 0;
     unsigned char buf[BLOCK];

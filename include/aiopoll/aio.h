@@ -132,7 +132,12 @@ AIOPOLL_API AioContext *aio_context_new(void);
 /** Reference counting: takes a reference. The last unref frees the context and everything still
  * attached to it: bottom halves (scheduled or not), timers, fd handlers and
  * notifier registrations. Handles to those objects are dangling afterwards.
- * The last unref must not race with any other use of the context.
+ * The last unref must not race with any other use of the context. A
+ * callback having run does not mean that the call which queued it has
+ * returned: aio_bh_schedule() and aio_bh_schedule_oneshot() notify after the
+ * push, so a thread that frees its context as soon as a "stop" BH ran races
+ * with the scheduler still inside that call (a use after free). Free such a
+ * context after joining its thread (examples/iothread-demo.c).
  *
  * The last unref may come from inside a callback of the context (a bottom
  * half, timer, fd or notifier handler), on the thread that runs it: the
