@@ -90,6 +90,11 @@ for w in wine64 /usr/lib/wine/wine64 wine; do
     if command -v "$w" >/dev/null 2>&1; then WINE_BIN="$(command -v "$w")"; break; fi
 done
 [ -n "$WINE_BIN" ] || die "no wine binary found"
+WINESERVER_BIN=""
+for w in "$(dirname "$WINE_BIN")/wineserver64" "$(dirname "$WINE_BIN")/wineserver" /usr/lib/wine/wineserver64 wineserver; do
+    if command -v "$w" >/dev/null 2>&1; then WINESERVER_BIN="$(command -v "$w")"; break; fi
+done
+[ -n "$WINESERVER_BIN" ] || die "no wineserver found"
 
 # --------------------------------------------------------------------------
 # 2. deb-src entry + source packages (orig tarballs).
@@ -398,7 +403,10 @@ check() { # check NAME EXPECTED_SYNTHESIS EXPECT_RC(0|nonzero) EXE [ARGS...]
     local name="$1" want="$2" want_rc="$3"; shift 3
     local out rc t=$SECONDS
     set +e
-    out="$(timeout 120 "$WINE_BIN" "$@" </dev/null 2>&1)"
+    # Through the emulator of the toolchain file, which boots the prefix's
+    # session on /dev/null: booted by this command, the session's system
+    # processes would hold the pipe of "$(...)" open until the server exits.
+    out="$(timeout 120 /bin/sh "$ROOT/cmake/toolchains/wine-run.sh" "$WINE_BIN" "$WINESERVER_BIN" "$@" </dev/null 2>&1)"
     rc=$?
     set -e
     local got; got="$(printf '%s\n' "$out" | tr -d '\r' | grep -o 'Synthesis: .*' | sed 's/[[:space:]]*$//' || true)"
@@ -514,6 +522,6 @@ MinGW-w64 Criterion prefix: $PREFIX   (static libraries, no DLLs)
     #   pkg_check_modules(CRITERION REQUIRED IMPORTED_TARGET criterion)
     #   target_link_libraries(test_x PRIVATE PkgConfig::CRITERION)
     #   target_link_options(test_x PRIVATE -static)   # when cross-compiling to Windows
-    # ctest then runs the .exe files under: $WINE_BIN
+    # ctest then runs the .exe files under: $WINE_BIN (through cmake/toolchains/wine-run.sh)
     # (WINEDEBUG=-all, WINEPREFIX=$WINEPREFIX).
 EOF

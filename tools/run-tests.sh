@@ -44,6 +44,16 @@ total_pass=0
 total_fail=0
 failed_stages=()
 
+# The Wine server of the installation the toolchain file picks (Debian:
+# /usr/lib/wine/wineserver64; wineserver on PATH elsewhere).
+wineserver_bin() {
+    local w
+    for w in /usr/lib/wine/wineserver64 /usr/lib/wine/wineserver /usr/lib/x86_64-linux-gnu/wine/wineserver; do
+        [ -x "$w" ] && { echo "$w"; return; }
+    done
+    command -v wineserver || echo wineserver
+}
+
 # ctest's own summary says "N% tests passed, F tests failed out of T".
 count_ctest() {
     local stage=$1 log=$2 line failed total
@@ -195,11 +205,17 @@ for stage in "${stages[@]}"; do
         echo
         echo "######## wine: MinGW Criterion (skipped when already built)"
         tools/build-mingw-criterion.sh "$ROOT/build/mingw-deps"
+        # End the prefix's session (the Criterion checks above booted it), so
+        # that the suite's emulator boots the one check-wine-session.sh looks
+        # at after it.
+        WINEPREFIX="$ROOT/build/wineprefix" "$(wineserver_bin)" -k 2>/dev/null || true
         run_suite wine -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/mingw-w64-x86_64.cmake" \
             -DAIOPOLL_MINGW_DEPS="$ROOT/build/mingw-deps" \
             -DAIOPOLL_WINEPREFIX="$ROOT/build/wineprefix" \
             -DAIOPOLL_STRESS_ROUNDS=100000 -DAIOPOLL_BARRIER_ROUNDS=60000
+        tools/check-wine-session.sh "$ROOT/build/wineprefix" 2>&1 | tee build/test-wine-session.log
+        count_line wine build/test-wine-session.log
         ;;
     fuzz)
         echo
