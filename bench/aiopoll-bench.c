@@ -1087,9 +1087,9 @@ static void usage(const char *argv0)
             "          [--reps R] [--only LIST] [--pin none]\n"
             "  --reps R: interleaved repetitions per contender (the spread's sample)\n"
             "  --csv appends this run's rows, labelled with --commit (default: $AIOPOLL_COMMIT,\n"
-            "  else 'unknown'); --compare prints each row's change against the newest row of\n"
-            "  the same key in FILE; --compare-fail exits 3 when an aiopoll hot-path row got\n"
-            "  worse by more than this run's spread\n"
+            "  else 'unknown') and this machine; --compare prints each row's change against\n"
+            "  the newest row of the same key measured on this machine in FILE; --compare-fail\n"
+            "  exits 3 when an aiopoll hot-path row got worse by more than this run's spread\n"
             "  LIST: comma-separated subset of wakeup,flood,hot,bh,idle,timers,adaptive,"
             "crossover,work,embed\n",
             argv0);
@@ -1127,6 +1127,7 @@ int main(int argc, char **argv)
     printf("aiopoll-bench: aiopoll %s, libevent %s, %s %s, %ld CPUs%s\n", aiopoll_version(),
            event_get_version(), u.sysname, u.release, sysconf(_SC_NPROCESSORS_ONLN),
            quick ? ", --quick" : "");
+    printf("machine: %s\n", bu_machine());
     printf("latencies: median and 99th percentile; rates: median and 1st percentile "
            "(the slow tail). Contenders run in interleaved batches.\n");
     print_load("at start");
@@ -1172,7 +1173,7 @@ int main(int argc, char **argv)
     print_load("at end");
     int status = 0;
     if (compare_path) {
-        int regressed = bu_compare(compare_path);
+        int regressed = bu_compare(compare_path, quick ? "quick" : "full");
         if (regressed < 0) {
             fprintf(stderr, "reading %s: %s\n", compare_path, strerror(-regressed));
             return 1;
@@ -1183,7 +1184,8 @@ int main(int argc, char **argv)
         if (!commit) {
             commit = getenv("AIOPOLL_COMMIT");
         }
-        int err = bu_write_csv(csv_path, commit && *commit ? commit : "unknown");
+        int err = bu_write_csv(csv_path, commit && *commit ? commit : "unknown",
+                               quick ? "quick" : "full");
         if (err) {
             fprintf(stderr, "writing %s: %s%s\n", csv_path, strerror(-err),
                     err == -EINVAL ? " (another CSV layout: use a new file)" : "");

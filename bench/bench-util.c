@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,9 +260,49 @@ void bu_note(const char *fmt, ...)
 }
 
 static const char csv_header[] = "scenario,param,variant,metric,unit,median,tail,samples,"
-                                  "spread,syscalls,vcsw,ivcsw,commit\n";
+                                  "spread,syscalls,vcsw,ivcsw,commit,machine,mode\n";
 
-int bu_write_csv(const char *path, const char *commit)
+/* A CSV field from free text: the bench writes no quoting, so a comma
+ * becomes a semicolon (and a line break a space). */
+static void csv_field(char *s)
+{
+    for (; *s; s++) {
+        *s = *s == ',' ? ';' : *s == '\n' || *s == '\r' ? ' ' : *s;
+    }
+}
+
+const char *bu_machine(void)
+{
+    static char id[256];
+    if (id[0]) {
+        return id;
+    }
+    char model[128] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof(line), f)) {
+            if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+                const char *v = strchr(line, ':') + 1;
+                v += strspn(v, " \t");
+                snprintf(model, sizeof(model), "%.*s", (int)strcspn(v, "\n"), v);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    struct utsname u;
+    if (uname(&u) != 0) {
+        snprintf(u.sysname, sizeof(u.sysname), "?");
+        snprintf(u.release, sizeof(u.release), "?");
+    }
+    snprintf(id, sizeof(id), "%s/%ld CPUs/%s %s", model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname,
+             u.release);
+    csv_field(id);
+    return id;
+}
+
+int bu_write_csv(const char *path, const char *commit, const char *mode)
 {
     char first[256] = "";
     FILE *f = fopen(path, "r");
@@ -285,9 +326,9 @@ int bu_write_csv(const char *path, const char *commit)
     }
     for (size_t i = 0; i < nrows; i++) {
         const row *r = &rows[i];
-        fprintf(f, "%s,%s,%s,%s,%s,%.6g,%.6g,%zu,%.4g,%.4g,%.4g,%.4g,%s\n", r->scenario,
+        fprintf(f, "%s,%s,%s,%s,%s,%.6g,%.6g,%zu,%.4g,%.4g,%.4g,%.4g,%s,%s,%s\n", r->scenario,
                 r->param, r->variant, r->metric, r->unit, r->median, r->tail, r->n, r->spread,
-                r->syscalls, r->vcsw, r->ivcsw, commit);
+                r->syscalls, r->vcsw, r->ivcsw, commit, bu_machine(), mode);
     }
     return fclose(f) == 0 ? 0 : -errno;
 }
@@ -325,7 +366,7 @@ static bool hot_path_row(const row *r)
     return false;
 }
 
-int bu_compare(const char *path)
+int bu_compare(const char *path, const char *mode)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -345,6 +386,7 @@ int bu_compare(const char *path)
     char line[512];
     /* Older files have no commit column; columns are found by name. */
     int c_scen = -1, c_param = -1, c_var = -1, c_metric = -1, c_med = -1, c_commit = -1;
+    int c_machine = -1, c_mode = -1;
     if (fgets(line, sizeof(line), f)) {
         char *fl[16];
         int n = split_csv(line, fl, 16);
@@ -355,6 +397,8 @@ int bu_compare(const char *path)
             c_metric = strcmp(fl[i], "metric") ? c_metric : i;
             c_med = strcmp(fl[i], "median") ? c_med : i;
             c_commit = strcmp(fl[i], "commit") ? c_commit : i;
+            c_machine = strcmp(fl[i], "machine") ? c_machine : i;
+            c_mode = strcmp(fl[i], "mode") ? c_mode : i;
         }
     }
     if (c_scen < 0 || c_param < 0 || c_var < 0 || c_metric < 0 || c_med < 0) {
@@ -363,12 +407,28 @@ int bu_compare(const char *path)
         free(oldc);
         return -EINVAL;
     }
-    /* The file is appended per commit: the last row of a key is the newest. */
+    /* The file is appended per commit: the last row of a key is the newest.
+     * Only rows measured on this machine are a baseline. A figure from
+     * another CPU or kernel differs by more than any spread (stop 16's AMD
+     * VM against the Intel one: a system call cost half as much), so
+     * comparing across machines flags "regressions" that are the machine,
+     * and hides real ones. */
+    const char *machine = bu_machine();
+    size_t other = 0, mine = 0;
+    char base_mode[16] = "";
     while (fgets(line, sizeof(line), f)) {
         char *fl[16];
         int n = split_csv(line, fl, 16);
         if (n <= c_med || n <= c_metric) {
             continue;
+        }
+        if (c_machine >= 0 && (n <= c_machine || strcmp(fl[c_machine], machine) != 0)) {
+            other++;
+            continue;
+        }
+        mine++;
+        if (c_mode >= 0 && c_mode < n) {
+            snprintf(base_mode, sizeof(base_mode), "%s", fl[c_mode]);
         }
         const row *r = find_row(fl[c_scen], fl[c_param], fl[c_var], fl[c_metric]);
         if (r) {
@@ -381,6 +441,18 @@ int bu_compare(const char *path)
     printf("\n== compare with %s (change of the median; spread = (max-min)/median of this "
            "run's repetitions)\n",
            path);
+    if (c_machine < 0) {
+        printf("  # %s records no machine: every row is taken as this machine's\n", path);
+    } else {
+        printf("  # this machine: %s; %zu row(s) of the file are from it, %zu from other "
+               "machines (not compared)\n",
+               machine, mine, other);
+        if (mine && base_mode[0] && strcmp(base_mode, mode) != 0) {
+            printf("  # the newest baseline rows are from a %s run, this is a %s run: fewer "
+                   "samples, wider spread\n",
+                   base_mode, mode);
+        }
+    }
     printf("  %-9s %-10s %-22s %-22s %12s %12s %8s %8s  %s\n", "scenario", "param", "variant",
            "metric", "before", "now", "change", "spread", "verdict");
     int regressed = 0;

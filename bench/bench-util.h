@@ -64,15 +64,19 @@ void bu_print_ratios(const char *scenario, const char *param, const char *metric
 double bu_median_of(const char *scenario, const char *param, const char *variant,
                     const char *metric);
 void bu_note(const char *fmt, ...);
-/* Appends the rows to path, labelled with commit (a new file gets the
- * header; an existing one must have the same header). */
-int bu_write_csv(const char *path, const char *commit);
+/* This machine, as the CSV's machine column names it: CPU model, online
+ * CPUs, kernel ("AMD EPYC/2 CPUs/Linux 6.18.44-fc-v1098"). */
+const char *bu_machine(void);
+/* Appends the rows to path, labelled with commit, this machine and mode
+ * ("full" or "quick"). A new file gets the header; an existing one must
+ * have the same header. */
+int bu_write_csv(const char *path, const char *commit, const char *mode);
 /* --compare: prints every row of this run against the newest row with the
- * same key in path (a previous --csv), with the change and this run's
- * spread. Returns the number of aiopoll hot-path rows (scenarios wakeup,
- * flood, hot, bh, idle) that got worse by more than their spread, or a
- * negative errno. */
-int bu_compare(const char *path);
+ * same key measured on this machine in path (a previous --csv), with the
+ * change and this run's spread; mode is this run's, for the header. Returns
+ * the number of aiopoll hot-path rows (scenarios wakeup, flood, hot, bh,
+ * idle) that got worse by more than their spread, or a negative errno. */
+int bu_compare(const char *path, const char *mode);
 
 /* ---- system-call counting ------------------------------------------------- */
 
