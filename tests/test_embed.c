@@ -338,11 +338,15 @@ Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
     /* The host callback. */
     timer_probe tp = {0};
     AioTimer *t = aio_timer_new(ctx, timer_cb, &tp);
-    tp.deadline = aio_clock_ns() + 20000000;
+    /* 200 ms: the nested poll must run before the deadline (a thread
+     * descheduled past it would fire the timer there, and the host would
+     * rightly sleep on), so leave a loaded machine room. */
+    tp.deadline = aio_clock_ns() + 200000000;
     aio_timer_mod(t, tp.deadline);
     atomic_int x = 0;
     aio_bh_schedule_oneshot(ctx, tc_count_cb, &x);
     cr_assert_eq(aio_poll(ctx, true), 1);
+    cr_assert_eq(atomic_load(&tp.fired), 0, "the nested poll ran after the timer's deadline");
     /* The host sleeps with what prepare said. */
     host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
     cr_assert(!(it.lost), "host slept past a timer armed under a nested poll: lost wake-up");
