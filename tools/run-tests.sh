@@ -209,6 +209,7 @@ for stage in "${stages[@]}"; do
         # that the suite's emulator boots the one check-wine-session.sh looks
         # at after it.
         WINEPREFIX="$ROOT/build/wineprefix" "$(wineserver_bin)" -k 2>/dev/null || true
+        WINEPREFIX="$ROOT/build/wineprefix" "$(wineserver_bin)" -w 2>/dev/null || true
         run_suite wine -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/mingw-w64-x86_64.cmake" \
             -DAIOPOLL_MINGW_DEPS="$ROOT/build/mingw-deps" \
