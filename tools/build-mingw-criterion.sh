@@ -90,11 +90,6 @@ for w in wine64 /usr/lib/wine/wine64 wine; do
     if command -v "$w" >/dev/null 2>&1; then WINE_BIN="$(command -v "$w")"; break; fi
 done
 [ -n "$WINE_BIN" ] || die "no wine binary found"
-WINESERVER_BIN=""
-for w in "$(dirname "$WINE_BIN")/wineserver64" "$(dirname "$WINE_BIN")/wineserver" /usr/lib/wine/wineserver64 wineserver; do
-    if command -v "$w" >/dev/null 2>&1; then WINESERVER_BIN="$(command -v "$w")"; break; fi
-done
-[ -n "$WINESERVER_BIN" ] || die "no wineserver found"
 
 # --------------------------------------------------------------------------
 # 2. deb-src entry + source packages (orig tarballs).
@@ -406,7 +401,7 @@ check() { # check NAME EXPECTED_SYNTHESIS EXPECT_RC(0|nonzero) EXE [ARGS...]
     # Through the emulator of the toolchain file, which boots the prefix's
     # session on /dev/null: booted by this command, the session's system
     # processes would hold the pipe of "$(...)" open until the server exits.
-    out="$(timeout 120 /bin/sh "$ROOT/cmake/toolchains/wine-run.sh" "$WINE_BIN" "$WINESERVER_BIN" "$@" </dev/null 2>&1)"
+    out="$(timeout 120 /bin/sh "$ROOT/cmake/toolchains/wine-run.sh" "$WINE_BIN" "$@" </dev/null 2>&1)"
     rc=$?
     set -e
     local got; got="$(printf '%s\n' "$out" | tr -d '\r' | grep -o 'Synthesis: .*' | sed 's/[[:space:]]*$//' || true)"

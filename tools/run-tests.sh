@@ -44,16 +44,6 @@ total_pass=0
 total_fail=0
 failed_stages=()
 
-# The Wine server of the installation the toolchain file picks (Debian:
-# /usr/lib/wine/wineserver64; wineserver on PATH elsewhere).
-wineserver_bin() {
-    local w
-    for w in /usr/lib/wine/wineserver64 /usr/lib/wine/wineserver /usr/lib/x86_64-linux-gnu/wine/wineserver; do
-        [ -x "$w" ] && { echo "$w"; return; }
-    done
-    command -v wineserver || echo wineserver
-}
-
 # ctest's own summary says "N% tests passed, F tests failed out of T".
 count_ctest() {
     local stage=$1 log=$2 line failed total
@@ -208,8 +198,9 @@ for stage in "${stages[@]}"; do
         # End the prefix's session (the Criterion checks above booted it), so
         # that the suite's emulator boots the one check-wine-session.sh looks
         # at after it.
-        WINEPREFIX="$ROOT/build/wineprefix" "$(wineserver_bin)" -k 2>/dev/null || true
-        WINEPREFIX="$ROOT/build/wineprefix" "$(wineserver_bin)" -w 2>/dev/null || true
+        # (Any server binary of the installation talks to the prefix's one.)
+        WINEPREFIX="$ROOT/build/wineprefix" wineserver -k 2>/dev/null || true
+        WINEPREFIX="$ROOT/build/wineprefix" wineserver -w 2>/dev/null || true
         run_suite wine -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/mingw-w64-x86_64.cmake" \
             -DAIOPOLL_MINGW_DEPS="$ROOT/build/mingw-deps" \

@@ -88,15 +88,7 @@ endif()
 set(AIOPOLL_WINEPREFIX "${AIOPOLL_WINEPREFIX}" CACHE PATH
     "Wine prefix used to run test executables (empty: Wine's default)")
 list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES AIOPOLL_WINEPREFIX)
-# The server of the same installation: wine-run.sh starts the session with it.
 if(AIOPOLL_WINE)
-  get_filename_component(_aiopoll_wine_dir "${AIOPOLL_WINE}" DIRECTORY)
-endif()
-find_program(AIOPOLL_WINESERVER
-  NAMES wineserver64 wineserver wineserver-stable
-  PATHS ${_aiopoll_wine_dir} /usr/lib/wine /usr/lib/x86_64-linux-gnu/wine /opt/wine-stable/bin
-  NO_CMAKE_FIND_ROOT_PATH)
-if(AIOPOLL_WINE AND AIOPOLL_WINESERVER)
   # Quiet, non-interactive Wine: no debug channels, no Mono/Gecko prompts.
   # wine-run.sh boots the prefix's session detached from the test's output
   # before running it (why: see the script).
@@ -106,5 +98,5 @@ if(AIOPOLL_WINE AND AIOPOLL_WINESERVER)
     list(APPEND CMAKE_CROSSCOMPILING_EMULATOR "WINEPREFIX=${AIOPOLL_WINEPREFIX}")
   endif()
   list(APPEND CMAKE_CROSSCOMPILING_EMULATOR
-       /bin/sh "${CMAKE_CURRENT_LIST_DIR}/wine-run.sh" "${AIOPOLL_WINE}" "${AIOPOLL_WINESERVER}")
+       /bin/sh "${CMAKE_CURRENT_LIST_DIR}/wine-run.sh" "${AIOPOLL_WINE}")
 endif()

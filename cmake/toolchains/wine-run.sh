@@ -2,9 +2,12 @@
 # The CMAKE_CROSSCOMPILING_EMULATOR of the MinGW toolchain file: runs one
 # cross-built executable under Wine.
 #
-#   wine-run.sh WINE WINESERVER PROGRAM.exe [ARGS...]
+#   wine-run.sh WINE PROGRAM.exe [ARGS...]
 #
 # (WINEPREFIX, WINEDEBUG and WINEDLLOVERRIDES come from the environment.)
+# The server is the one installed beside WINE (Debian: /usr/lib/wine/wine64
+# and wineserver64), else wineserver on PATH: one lookup, here, for the
+# toolchain file and tools/build-mingw-criterion.sh.
 #
 # Why not run WINE directly: the first Wine process of a prefix's session
 # boots the session's system processes (services.exe, winedevice.exe,
@@ -25,8 +28,15 @@
 # to the booted session (0.5 s).
 set -u
 wine=$1
-server=$2
-shift 2
+shift
+dir=$(dirname "$wine")
+if [ -x "$dir/wineserver64" ]; then
+    server=$dir/wineserver64
+elif [ -x "$dir/wineserver" ]; then
+    server=$dir/wineserver
+else
+    server=wineserver
+fi
 "$server" -p60 </dev/null >/dev/null 2>&1 || :
 "$wine" cmd /c exit </dev/null >/dev/null 2>&1 || :
 exec "$wine" "$@"
