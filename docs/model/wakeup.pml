@@ -53,6 +53,22 @@
  *                                announces (N1)
  * The liveness form runs with -DEMBED too (-DLTL, pan -a -f), with one
  * work item per producer (-DROUNDS=1) to keep it to seconds.
+ * -DFUTEX_KICK: the eventfd backends' two-place wake-up object
+ * (src/posix/kick.h): a blocking wait that watches nothing sleeps on a futex
+ * word, one that watches descriptors on the eventfd ('kick'); the home
+ * thread publishes where it looks in 'on_word', the kick stores the word and
+ * then reads 'on_word'.  Each sleep picks its place freely (in the C code
+ * the place follows from the snapshot, so this covers every order of
+ * registrations).  With -DET_KICK too for the epoll engine.  Bugs:
+ *   BUG_KICK_NO_RECHECK          a wait that moves to the eventfd does not
+ *                                look at the word: a kick that still read
+ *                                "word" woke nobody
+ *   BUG_KICK_LOOK_FIRST          the kick reads 'on_word' before it stores
+ *                                the word
+ *   BUG_KICK_WORD_NO_MOVE        a wait on the word does not publish it
+ * (Not with -DEMBED: an embedded context's waits are pinned to the eventfd,
+ * which is the model without FUTEX_KICK; the pin's hand-over of a kick that
+ * went to the word is tests/test_kick.c's.)
  * -DEMBED -DURING: the backend is io_uring (see the state below).  Bugs:
  *   BUG_URING_NO_ARM             prepare does not submit (embed_arm)
  *   BUG_URING_CLEAR_NO_REARM     clear_kick leaves the wake-up request for
@@ -181,6 +197,15 @@ byte fd_wakes = FD_WAKES;
 #define GHOST(x) skip
 #endif
 
+#ifdef FUTEX_KICK
+#ifdef EMBED
+#error "FUTEX_KICK models a context that is not embedded"
+#endif
+bool word;               /* AioKick.word, the futex word */
+bool on_word;            /* AioKick.on == AIO_KICK_ON_WORD */
+bool fwait;              /* the home thread is queued in FUTEX_WAIT */
+#endif
+
 #ifdef URING
 #define WAKE cqe
 /* ops->kick(): store the word, then FUTEX_WAKE the request if armed. */
@@ -189,6 +214,17 @@ byte fd_wakes = FD_WAKES;
 #define ARM() atomic { if :: !armed -> armed = true; if :: kick -> cqe = true :: else -> req = true fi :: else fi }
 /* reap(): the wake-up completion is the kick. */
 #define REAP(k) atomic { k = cqe; cqe = false }
+#elif defined(FUTEX_KICK)
+#define WAKE (kick || word)
+/* FUTEX_WAKE: dequeues the sleeper if it is queued. */
+#define FWAKE() atomic { if :: fwait -> fwait = false :: else fi }
+#ifdef BUG_KICK_LOOK_FIRST
+#define KICK() if :: on_word -> word = true; FWAKE() :: else -> word = true; kick = true fi
+#else
+/* aio__kick_signal(): seq_cst store of the word, then the load of 'on'. */
+#define KICK() word = true; if :: on_word -> FWAKE() :: else -> kick = true fi
+#endif
+#define REAP(k) PEEK_KICK
 #else
 #define WAKE kick
 #define KICK() kick = true
@@ -407,6 +443,51 @@ N3:
 #ifdef URING
        ARM();                                        /* io_uring: the wait submits first */
 #endif
+#ifdef FUTEX_KICK
+       if
+       :: true ->                                    /* nothing watched: the word */
+#ifndef BUG_KICK_WORD_NO_MOVE
+          on_word = true;                            /* seq_cst store of 'on' */
+#endif
+          if
+          :: word -> kicked = true                   /* seq_cst load: kicked already */
+          :: else ->
+             /* FUTEX_WAIT(word, 0): the kernel compares and queues in one step */
+             atomic { if :: !word -> fwait = true :: else fi };
+fsleep:      if
+             :: !fwait -> kicked = word              /* woken, or the compare failed */
+             :: atomic { fwait && fd_wakes > 0 -> fd_wakes--; fwait = false }  /* its timeout */
+             :: finished == NFIN && !outstanding && OWED_OK && !word && !dispatch_lock ->
+                if
+                :: home -> assert(ran == pushed && in_cb == 0)
+                :: else
+                fi;
+                goto idle
+             fi
+          fi
+       :: true ->                                    /* descriptors watched: the eventfd */
+          on_word = false;                           /* aio__kick_look_at_fd: seq_cst store */
+#ifndef BUG_KICK_NO_RECHECK
+          if
+          :: word -> kicked = true                   /* a kick that read "word": no sleep */
+          :: else ->
+#endif
+sleep:       if
+             :: FETCH_KICK
+             :: atomic { fd_wakes > 0 -> fd_wakes-- }
+             :: finished == NFIN && !outstanding && OWED_OK && !kick && !word && !dispatch_lock ->
+                /* A word set here with the eventfd silent is the lost kick. */
+                if
+                :: home -> assert(ran == pushed && in_cb == 0)
+                :: else
+                fi;
+                goto idle
+             fi
+#ifndef BUG_KICK_NO_RECHECK
+          fi
+#endif
+       fi
+#else
 sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
        if
 #ifdef URING
@@ -425,11 +506,19 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
           fi;
           goto idle
        fi
+#endif
     :: else ->
        if
        :: true                                       /* nothing to watch: no system call */
 #ifdef URING
        :: ARM(); REAP(kicked)                        /* wait(timeout 0) over the fds */
+#elif defined(FUTEX_KICK)
+       :: on_word = false;                           /* wait(timeout 0) over the fds */
+          if
+          :: word -> kicked = true
+          :: else -> PEEK_KICK
+          fi
+       :: on_word = true; kicked = word              /* wait(timeout 0), nothing watched */
 #else
        :: PEEK_KICK                                  /* wait(timeout 0) over the fds */
 #endif
@@ -445,9 +534,20 @@ N5:
     :: kicked ->
 #ifdef BUG_CLEAR_AFTER_REARM
        kick_pending = false;
+#ifdef FUTEX_KICK
+       word = false;
+#endif
        kick = false
 #else
+#ifdef FUTEX_KICK
+       word = false;                                 /* aio__kick_clear() */
+       if
+       :: !on_word -> kick = false                   /* the backend's read (ET: the drain) */
+       :: else
+       fi;
+#else
        kick = false;                                 /* ops->clear_kick() */
+#endif
 #ifdef URING
        armed = false;
 #ifndef BUG_URING_CLEAR_NO_REARM

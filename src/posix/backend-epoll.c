@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "epoll-internal.h"
+#include "kick.h"
 #include "posix-internal.h"
 
 /* ---- the engine ----------------------------------------------------------- */
@@ -306,7 +307,7 @@ void aio__epoll_scratch_fini(AioEpollScratch *sc)
 /* ---- the "epoll" backend ---------------------------------------------------- */
 
 struct AioBackend {
-    AioEventNotifier wake; /* an eventfd */
+    AioKick kick; /* an eventfd in ep, and the futex word (kick.h) */
     AioEpoll ep;
 };
 
@@ -317,11 +318,11 @@ static AioBackend *epoll_create_be(void)
         errno = ENOMEM;
         return NULL;
     }
-    int err = aio__notifier_open(&be->wake, false, false);
+    int err = aio__kick_open(&be->kick, false, true);
     if (!err) {
-        err = aio__epoll_open(&be->ep, be->wake.rfd);
+        err = aio__epoll_open(&be->ep, be->kick.fd.rfd);
         if (err) {
-            aio__notifier_close(&be->wake);
+            aio__kick_close(&be->kick);
         }
     }
     if (err) {
@@ -335,18 +336,20 @@ static AioBackend *epoll_create_be(void)
 static void epoll_destroy(AioBackend *be)
 {
     aio__epoll_close(&be->ep);
-    aio__notifier_close(&be->wake);
+    aio__kick_close(&be->kick);
     free(be);
 }
 
 static void epoll_kick(AioBackend *be)
 {
-    aio__notifier_set(&be->wake);
+    aio__kick_signal(&be->kick);
 }
 
 static void epoll_clear_kick(AioBackend *be)
 {
-    aio__epoll_kick_consumed(&be->ep, &be->wake);
+    if (aio__kick_clear(&be->kick)) {
+        aio__epoll_kick_consumed(&be->ep, &be->kick.fd);
+    }
 }
 
 static int epoll_watch(AioBackend *be, AioWatch *w)
@@ -367,15 +370,26 @@ static void epoll_forked(AioBackend *be)
 static int epoll_be_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool with_kick,
                          bool *kicked)
 {
+    /* Nothing watched: the futex word, as eventfd+ppoll does (kick.h). */
+    if (with_kick && set->n == 0 && aio__kick_use_word(&be->kick)) {
+        set->nready = 0;
+        return aio__kick_wait_word(&be->kick, timeout_ns, kicked);
+    }
+    bool early = with_kick && aio__kick_look_at_fd(&be->kick);
+    if (early) {
+        timeout_ns = 0;
+    }
     if (!set->scratch) {
         set->scratch = aio__calloc(1, sizeof(AioEpollScratch));
         if (!set->scratch) {
-            *kicked = false;
+            *kicked = early;
             set->nready = 0;
             return -ENOMEM;
         }
     }
-    return aio__epoll_wait(&be->ep, set, set->scratch, timeout_ns, with_kick, kicked);
+    int r = aio__epoll_wait(&be->ep, set, set->scratch, timeout_ns, with_kick, kicked);
+    *kicked = *kicked || early;
+    return r;
 }
 
 static void epoll_waitset_fini(AioBackend *be, AioWaitSet *set)
@@ -393,6 +407,7 @@ static void epoll_waitset_fini(AioBackend *be, AioWaitSet *set)
 static int epoll_embed_aggregate(AioBackend *be, aio_handle_t *out)
 {
     aio__epoll_set_embedded(&be->ep, true);
+    aio__kick_pin_fd(&be->kick);
     *out = be->ep.epfd;
     return 0;
 }
@@ -405,6 +420,7 @@ static bool epoll_embed_busy(AioBackend *be)
 static void epoll_embed_release(AioBackend *be)
 {
     aio__epoll_set_embedded(&be->ep, false);
+    aio__kick_unpin_fd(&be->kick);
 }
 
 const AioBackendOps aio__backend_epoll = {

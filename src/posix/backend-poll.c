@@ -2,7 +2,8 @@
 /*
  * The poll-array backends:
  *  - "eventfd+ppoll" (Linux): eventfd wake-up, ppoll() with nanosecond
- *    timeouts;
+ *    timeouts; a blocking poll that watches nothing sleeps on a futex word
+ *    instead (kick.h);
  *  - "pipe+poll" (macOS, the BSDs, anything POSIX): non-blocking pipe
  *    wake-up, poll() with the timeout rounded up to whole milliseconds.
  * Both rebuild their pollfd array only when the core's snapshot changed;
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "kick.h"
 #include "posix-internal.h"
 
 #define HYBRID (AIOPOLL_HAVE_EVENTFD && AIOPOLL_HAVE_PPOLL && AIOPOLL_HAVE_EPOLL)
@@ -58,7 +60,10 @@ typedef struct PollReg {
 #endif
 
 struct AioBackend {
-    AioEventNotifier wake;
+    /* eventfd+ppoll: an eventfd and a futex word for waits that watch
+     * nothing (kick.h); pipe+poll: a pipe only, as on systems without
+     * either. */
+    AioKick kick;
     bool use_ppoll;
 #if HYBRID
     /* Everything below but epoll_mode is touched only in watch/unwatch,
@@ -90,7 +95,7 @@ static AioBackend *create_common(bool use_pipe, bool use_ppoll)
         errno = ENOMEM;
         return NULL;
     }
-    int err = aio__notifier_open(&be->wake, use_pipe, false);
+    int err = aio__kick_open(&be->kick, use_pipe, !use_pipe);
     if (err) {
         free(be);
         errno = -err;
@@ -114,23 +119,29 @@ static void poll_destroy(AioBackend *be)
     free(be->watched);
     aio__epoll_close(&be->ep);
 #endif
-    aio__notifier_close(&be->wake);
+    aio__kick_close(&be->kick);
     free(be);
 }
 
 static void poll_kick(AioBackend *be)
 {
-    aio__notifier_set(&be->wake);
+    aio__kick_signal(&be->kick);
 }
 
 static void poll_clear_kick(AioBackend *be)
 {
-    aio__notifier_test_and_clear(&be->wake);
+    if (aio__kick_clear(&be->kick)) {
+        aio__notifier_test_and_clear(&be->kick.fd);
+    }
 }
 
+/* The host polls the eventfd from now on (src/embed.c calls this at every
+ * query, on the home thread, before the host sleeps): pinning is idempotent,
+ * and a context that embeds this way stays on the eventfd. */
 static aio_handle_t poll_embed_kick_handle(AioBackend *be)
 {
-    return be->wake.rfd;
+    aio__kick_pin_fd(&be->kick);
+    return be->kick.fd.rfd;
 }
 
 static short interest(const AioWatch *w)
@@ -173,10 +184,23 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
         }
     }
     PollScratch *sc = set->scratch;
+    /* A blocking poll that watches nothing sleeps on the futex word: one
+     * FUTEX_WAIT, and no read to clear it (kick.h). */
+    if (with_kick && set->n == 0 && aio__kick_use_word(&be->kick)) {
+        return aio__kick_wait_word(&be->kick, timeout_ns, kicked);
+    }
+    /* A kick that went to the word before this wait moved to the eventfd
+     * is reported now, and the wait does not sleep. */
+    bool early = with_kick && aio__kick_look_at_fd(&be->kick);
+    if (early) {
+        timeout_ns = 0;
+    }
 #if HYBRID
     /* acquire: pairs with the switch's release, so the set is complete. */
     if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
-        return aio__epoll_wait(&be->ep, set, &sc->ep, timeout_ns, with_kick, kicked);
+        int er = aio__epoll_wait(&be->ep, set, &sc->ep, timeout_ns, with_kick, kicked);
+        *kicked = *kicked || early;
+        return er;
     }
 #endif
     if (!sc->valid || sc->generation != set->generation) {
@@ -186,7 +210,7 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
         }
     }
     struct pollfd *pfd = sc->pfd;
-    pfd[0].fd = with_kick ? be->wake.rfd : -1;
+    pfd[0].fd = with_kick ? be->kick.fd.rfd : -1;
     pfd[0].events = POLLIN;
     nfds_t nfds = (nfds_t)(set->n + 1);
 
@@ -205,13 +229,14 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
     {
         r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -1, poll(pfd, nfds, aio__timeout_ms_ceil(timeout_ns)));
     }
+    *kicked = early;
     if (r < 0) {
         return errno == EINTR || errno == EAGAIN ? 0 : -errno;
     }
     if (r == 0) {
         return 0;
     }
-    *kicked = with_kick && (pfd[0].revents & (POLLIN | POLLERR | POLLHUP));
+    *kicked = early || (with_kick && (pfd[0].revents & (POLLIN | POLLERR | POLLHUP)));
     for (size_t i = 0; i < set->n; i++) {
         short re = pfd[i + 1].revents;
         if (!re) {
@@ -266,7 +291,7 @@ static size_t threshold_from_env(void)
 /* Moves every watch into a new epoll set. List lock held. */
 static void switch_to_epoll(AioBackend *be)
 {
-    if (aio__epoll_open(&be->ep, be->wake.rfd) != 0) {
+    if (aio__epoll_open(&be->ep, be->kick.fd.rfd) != 0) {
         be->epoll_failed = true;
         return;
     }
@@ -339,10 +364,13 @@ static void hybrid_unwatch(AioBackend *be, AioWatch *w)
  * reads the new mode). */
 static void hybrid_clear_kick(AioBackend *be)
 {
+    if (!aio__kick_clear(&be->kick)) {
+        return; /* the wait was on the word: nothing to read */
+    }
     if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
-        aio__epoll_kick_consumed(&be->ep, &be->wake);
+        aio__epoll_kick_consumed(&be->ep, &be->kick.fd);
     } else {
-        aio__notifier_test_and_clear(&be->wake);
+        aio__notifier_test_and_clear(&be->kick.fd);
     }
 }
 
@@ -365,6 +393,7 @@ static int hybrid_embed_aggregate(AioBackend *be, aio_handle_t *out)
         return -ENOTSUP; /* the core falls back to the descriptor set */
     }
     aio__epoll_set_embedded(&be->ep, true);
+    aio__kick_pin_fd(&be->kick); /* the host polls epfd, which holds the eventfd */
     *out = be->ep.epfd;
     return 0;
 }
@@ -373,6 +402,7 @@ static int hybrid_embed_aggregate(AioBackend *be, aio_handle_t *out)
 static void hybrid_embed_release(AioBackend *be)
 {
     aio__epoll_set_embedded(&be->ep, false);
+    aio__kick_unpin_fd(&be->kick);
 }
 
 static bool hybrid_embed_busy(AioBackend *be)

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test builds only (AIOPOLL_TEST_HOOKS): a hold point inside the eventfd
+ * backends' kick (src/posix/kick.c), between its two halves, so that
+ * tests/test_kick.c can force the interleavings between a kick and a home
+ * thread that moves between the futex word and the eventfd instead of
+ * hoping for them (docs/wakeup-protocol.md, "Sleeping on a futex").
+ */
+#ifndef AIOPOLL_POSIX_TEST_HOOKS_H
+#define AIOPOLL_POSIX_TEST_HOOKS_H
+
+#include <aiopoll/aio.h>
+
+#if AIOPOLL_TEST_HOOKS
+/* Called by every kick of every context after the kick's first step (the
+ * store of the futex word) and before its second (the look at where the
+ * home thread waits). Process-wide; NULL removes it. The hook may block. */
+typedef void AioKickHook(void *opaque);
+AIOPOLL_API void aio__set_test_kick_hook(AioKickHook *hook, void *opaque);
+#endif
+
+#endif
