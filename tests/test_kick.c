@@ -264,12 +264,13 @@ static void rescue_main(void *arg)
     }
 }
 
-/* The waits looked at the word (the last sleep watched nothing); then a
- * descriptor is registered. The registration's notification makes the next
- * poll wait with timeout 0, on the eventfd now; it is held just before that
- * wait, and a notification then kicks the word (the move happens in the
- * wait; FUTEX_WAKE finds nobody). The wait must see the word and consume
- * the kick: without that look (BUG_KICK_NO_RECHECK in the model) the kick
+/* The last sleep watched nothing; then a descriptor is registered. The
+ * registration's notification makes the next poll wait with timeout 0, on
+ * the eventfd now; it is held just before that wait, awake, and a
+ * notification then kicks: it stores the word and, finding the home thread
+ * awake, writes nothing (the move to the eventfd happens in the wait). The
+ * wait must see the word and consume the kick: without that look
+ * (BUG_KICK_NO_RECHECK in the model) the kick
  * stays pending over a silent eventfd, kick_pending keeps every later
  * notification from kicking, and the next poll sleeps through them (here
  * until a helper writes the pipe, RESCUE_MS later). */

@@ -56,14 +56,16 @@
  * -DFUTEX_KICK: the eventfd backends' two-place wake-up object
  * (src/posix/kick.h): a blocking wait that watches nothing sleeps on a futex
  * word, one that watches descriptors on the eventfd ('kick'); the home
- * thread publishes where it looks in 'on_word', the kick stores the word and
- * then reads 'on_word'.  Each sleep picks its place freely (in the C code
- * the place follows from the snapshot, so this covers every order of
- * registrations).  With -DET_KICK too for the epoll engine.  Bugs:
+ * thread publishes where it waits in 'place' (the word, the eventfd, or
+ * awake between waits), the kick stores the word and then reads 'place',
+ * and wakes only a place somebody waits at.  Each wait picks its place
+ * freely (in the C code the place follows from the snapshot, so this covers
+ * every order of registrations).  With -DET_KICK too for the epoll engine.
+ * Bugs:
  *   BUG_KICK_NO_RECHECK          a wait that moves to the eventfd does not
  *                                look at the word: a kick that still read
  *                                "word" woke nobody
- *   BUG_KICK_LOOK_FIRST          the kick reads 'on_word' before it stores
+ *   BUG_KICK_LOOK_FIRST          the kick reads 'place' before it stores
  *                                the word
  *   BUG_KICK_WORD_NO_MOVE        a wait on the word does not publish it
  * (Not with -DEMBED: an embedded context's waits are pinned to the eventfd,
@@ -201,8 +203,12 @@ byte fd_wakes = FD_WAKES;
 #ifdef EMBED
 #error "FUTEX_KICK models a context that is not embedded"
 #endif
+#define AWAKE   0        /* AIO_KICK_AWAKE */
+#define AT_FD   1        /* AIO_KICK_ON_FD */
+#define AT_WORD 2        /* AIO_KICK_ON_WORD */
 bool word;               /* AioKick.word, the futex word */
-bool on_word;            /* AioKick.on == AIO_KICK_ON_WORD */
+byte place;              /* AioKick.on */
+bool last_fd;            /* AioKick.last_fd: the last wait was on the eventfd */
 bool fwait;              /* the home thread is queued in FUTEX_WAIT */
 #endif
 
@@ -219,10 +225,19 @@ bool fwait;              /* the home thread is queued in FUTEX_WAIT */
 /* FUTEX_WAKE: dequeues the sleeper if it is queued. */
 #define FWAKE() atomic { if :: fwait -> fwait = false :: else fi }
 #ifdef BUG_KICK_LOOK_FIRST
-#define KICK() if :: on_word -> word = true; FWAKE() :: else -> word = true; kick = true fi
+#define KICK() if \
+    :: place == AT_WORD -> word = true; FWAKE() \
+    :: place == AT_FD -> word = true; kick = true \
+    :: place == AWAKE -> word = true \
+    fi
 #else
-/* aio__kick_signal(): seq_cst store of the word, then the load of 'on'. */
-#define KICK() word = true; if :: on_word -> FWAKE() :: else -> kick = true fi
+/* aio__kick_signal(): seq_cst store of the word, then the load of 'on';
+ * onto an awake home thread the word is all. */
+#define KICK() word = true; if \
+    :: place == AT_WORD -> FWAKE() \
+    :: place == AT_FD -> kick = true \
+    :: place == AWAKE \
+    fi
 #endif
 #define REAP(k) PEEK_KICK
 #else
@@ -447,8 +462,9 @@ N3:
        if
        :: true ->                                    /* nothing watched: the word */
 #ifndef BUG_KICK_WORD_NO_MOVE
-          on_word = true;                            /* seq_cst store of 'on' */
+          place = AT_WORD;                           /* seq_cst store of 'on' */
 #endif
+          last_fd = false;
           if
           :: word -> kicked = true                   /* seq_cst load: kicked already */
           :: else ->
@@ -466,7 +482,8 @@ fsleep:      if
              fi
           fi
        :: true ->                                    /* descriptors watched: the eventfd */
-          on_word = false;                           /* aio__kick_look_at_fd: seq_cst store */
+          place = AT_FD;                             /* aio__kick_enter_fd: seq_cst store */
+          last_fd = true;
 #ifndef BUG_KICK_NO_RECHECK
           if
           :: word -> kicked = true                   /* a kick that read "word": no sleep */
@@ -486,7 +503,8 @@ sleep:       if
 #ifndef BUG_KICK_NO_RECHECK
           fi
 #endif
-       fi
+       fi;
+       place = AWAKE                                 /* after the wait: release store */
 #else
 sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
        if
@@ -513,12 +531,15 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
 #ifdef URING
        :: ARM(); REAP(kicked)                        /* wait(timeout 0) over the fds */
 #elif defined(FUTEX_KICK)
-       :: on_word = false;                           /* wait(timeout 0) over the fds */
+       :: place = AT_FD; last_fd = true;             /* wait(timeout 0) over the fds */
           if
           :: word -> kicked = true
           :: else -> PEEK_KICK
-          fi
-       :: on_word = true; kicked = word              /* wait(timeout 0), nothing watched */
+          fi;
+          place = AWAKE
+       :: place = AT_WORD; last_fd = false;          /* wait(timeout 0), nothing watched */
+          kicked = word;
+          place = AWAKE
 #else
        :: PEEK_KICK                                  /* wait(timeout 0) over the fds */
 #endif
@@ -542,7 +563,7 @@ N5:
 #ifdef FUTEX_KICK
        word = false;                                 /* aio__kick_clear() */
        if
-       :: !on_word -> kick = false                   /* the backend's read (ET: the drain) */
+       :: last_fd -> kick = false                    /* the backend's read (ET: the drain) */
        :: else
        fi;
 #else

@@ -375,19 +375,22 @@ static int epoll_be_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bo
         set->nready = 0;
         return aio__kick_wait_word(&be->kick, timeout_ns, kicked);
     }
-    bool early = with_kick && aio__kick_look_at_fd(&be->kick);
-    if (early) {
-        timeout_ns = 0;
-    }
     if (!set->scratch) {
         set->scratch = aio__calloc(1, sizeof(AioEpollScratch));
         if (!set->scratch) {
-            *kicked = early;
+            *kicked = false;
             set->nready = 0;
             return -ENOMEM;
         }
     }
+    bool early = with_kick && aio__kick_enter_fd(&be->kick);
+    if (early) {
+        timeout_ns = 0;
+    }
     int r = aio__epoll_wait(&be->ep, set, set->scratch, timeout_ns, with_kick, kicked);
+    if (with_kick) {
+        aio__kick_leave_fd(&be->kick);
+    }
     *kicked = *kicked || early;
     return r;
 }

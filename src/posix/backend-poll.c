@@ -189,9 +189,9 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
     if (with_kick && set->n == 0 && aio__kick_use_word(&be->kick)) {
         return aio__kick_wait_word(&be->kick, timeout_ns, kicked);
     }
-    /* A kick that went to the word before this wait moved to the eventfd
-     * is reported now, and the wait does not sleep. */
-    bool early = with_kick && aio__kick_look_at_fd(&be->kick);
+    /* A kick that came while the home thread was awake (or at the word)
+     * wrote nothing: it is reported now, and the wait does not sleep. */
+    bool early = with_kick && aio__kick_enter_fd(&be->kick);
     if (early) {
         timeout_ns = 0;
     }
@@ -199,6 +199,9 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
     /* acquire: pairs with the switch's release, so the set is complete. */
     if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
         int er = aio__epoll_wait(&be->ep, set, &sc->ep, timeout_ns, with_kick, kicked);
+        if (with_kick) {
+            aio__kick_leave_fd(&be->kick);
+        }
         *kicked = *kicked || early;
         return er;
     }
@@ -206,6 +209,10 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
     if (!sc->valid || sc->generation != set->generation) {
         int err = build_pollfds(set, sc);
         if (err) {
+            if (with_kick) {
+                aio__kick_leave_fd(&be->kick);
+            }
+            *kicked = early;
             return err;
         }
     }
@@ -228,6 +235,9 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
 #endif
     {
         r = AIO_FAULT_CALL(AIO_FAULT_WAIT, -1, poll(pfd, nfds, aio__timeout_ms_ceil(timeout_ns)));
+    }
+    if (with_kick) {
+        aio__kick_leave_fd(&be->kick);
     }
     *kicked = early;
     if (r < 0) {

@@ -40,9 +40,10 @@ int aio__kick_open(AioKick *k, bool use_pipe, bool use_word)
         return err;
     }
     atomic_init(&k->word, 0);
-    atomic_init(&k->on, AIO_KICK_ON_FD);
     k->word_wanted = use_word && AIOPOLL_HAVE_FUTEX;
+    atomic_init(&k->on, k->word_wanted ? AIO_KICK_AWAKE : AIO_KICK_ON_FD);
     atomic_init(&k->word_usable, k->word_wanted);
+    k->last_fd = !k->word_wanted;
     return 0;
 }
 
@@ -58,33 +59,36 @@ void aio__kick_signal(AioKick *k)
         return;
     }
     /* seq_cst store, then seq_cst load: the kick's half of the pair (kick.h).
-     * Loading 'on' first could read "eventfd" while the home thread moves to
-     * the word and, finding the word still 0, goes to sleep there; our write
-     * to the eventfd would then wake nobody (the model's
+     * Loading 'on' first could read "eventfd" or "awake" while the home
+     * thread moves to the word and, finding the word still 0, goes to sleep
+     * there; our write would then wake nobody (the model's
      * BUG_KICK_LOOK_FIRST). */
     atomic_store(&k->word, 1);
     call_kick_hook();
+    unsigned on = atomic_load(&k->on);
 #if AIOPOLL_HAVE_FUTEX
-    if (atomic_load(&k->on) == AIO_KICK_ON_WORD) {
+    if (on == AIO_KICK_ON_WORD) {
         /* Wakes the sleeper, or nobody: a wait that has not reached the
          * kernel yet compares the word there and does not sleep. */
         (void)syscall(SYS_futex, &k->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
         return;
     }
 #endif
-    aio__notifier_set(&k->fd);
+    if (on == AIO_KICK_ON_FD) {
+        aio__notifier_set(&k->fd);
+    }
+    /* Awake: the word is all it needs; its next wait looks at it first. */
 }
 
 int aio__kick_wait_word(AioKick *k, int64_t timeout_ns, bool *kicked)
 {
 #if AIOPOLL_HAVE_FUTEX
-    /* Only the home thread writes 'on', so the relaxed load is exact; the
-     * seq_cst store that moves it is the wait's half of the pair (kick.h):
-     * a kick that read "eventfd" before it has stored the word already,
-     * and the load below (or the kernel's compare) sees it. */
-    if (atomic_load_explicit(&k->on, memory_order_relaxed) != AIO_KICK_ON_WORD) {
-        atomic_store(&k->on, AIO_KICK_ON_WORD);
-    }
+    /* The wait's half of the pair (kick.h): a kick that read "awake" or
+     * "eventfd" before this store has stored the word already, and the
+     * load below (or the kernel's compare) sees it; one after it finds us
+     * here and wakes the futex. */
+    atomic_store(&k->on, AIO_KICK_ON_WORD);
+    k->last_fd = false;
     if (timeout_ns != 0) {
         struct timespec ts, *tsp = NULL;
         if (timeout_ns > 0) {
@@ -106,10 +110,17 @@ int aio__kick_wait_word(AioKick *k, int64_t timeout_ns, bool *kicked)
          * EINTR: no kick; a wake-up without a kick (futexes allow them) is
          * reported as nothing, and the core simply polls again. */
         if (r < 0 && errno != EAGAIN && errno != ETIMEDOUT && errno != EINTR) {
+            int err = -errno;
+            atomic_store_explicit(&k->on, AIO_KICK_AWAKE, memory_order_release);
             *kicked = false;
-            return -errno;
+            return err;
         }
     }
+    /* Awake again: kicks from now on only store the word. Release is
+     * enough: a kick that reads this store is ordered before our next
+     * wait's seq_cst store of its place (coherence), so that wait's load
+     * of the word sees the kick's store. */
+    atomic_store_explicit(&k->on, AIO_KICK_AWAKE, memory_order_release);
     *kicked = atomic_load(&k->word) != 0;
     return 0;
 #else
@@ -120,19 +131,33 @@ int aio__kick_wait_word(AioKick *k, int64_t timeout_ns, bool *kicked)
 #endif
 }
 
-bool aio__kick_look_at_fd(AioKick *k)
+bool aio__kick_enter_fd(AioKick *k)
 {
     if (!k->word_wanted) {
         return false; /* every kick writes the eventfd */
     }
-    if (atomic_load_explicit(&k->on, memory_order_relaxed) != AIO_KICK_ON_FD) {
-        /* The wait's half of the pair (kick.h): a kick that still read
-         * "word" has stored the word, and the load below sees it. Without
-         * it that kick's FUTEX_WAKE found nobody and this wait would sleep
-         * on a silent eventfd (the model's BUG_KICK_NO_RECHECK). */
-        atomic_store(&k->on, AIO_KICK_ON_FD);
+    k->last_fd = true;
+    if (!aio__kick_use_word(k)) {
+        /* Pinned: 'on' stays "eventfd" (aio__kick_pin_fd), and every kick
+         * since the pin wrote it; the word still says whether one came. */
+        return atomic_load(&k->word) != 0;
     }
+    /* The wait's half of the pair (kick.h): a kick that read "awake" or
+     * "word" has stored the word, and the load below sees it. Without it
+     * that kick made no write, and this wait would sleep on a silent
+     * eventfd (the model's BUG_KICK_NO_RECHECK). */
+    atomic_store(&k->on, AIO_KICK_ON_FD);
     return atomic_load(&k->word) != 0;
+}
+
+void aio__kick_leave_fd(AioKick *k)
+{
+    /* Not while pinned: the host loop polls the eventfd between our waits
+     * too. (An unpin on another thread may race with this load; either
+     * answer is safe, as the place is published before every wait.) */
+    if (k->word_wanted && aio__kick_use_word(k)) {
+        atomic_store_explicit(&k->on, AIO_KICK_AWAKE, memory_order_release);
+    }
 }
 
 bool aio__kick_clear(AioKick *k)
@@ -144,7 +169,7 @@ bool aio__kick_clear(AioKick *k)
      * (src/poll.c, lower_and_accept), and a kick that reads that re-arm
      * stores the word after this store. */
     atomic_store_explicit(&k->word, 0, memory_order_relaxed);
-    return atomic_load_explicit(&k->on, memory_order_relaxed) == AIO_KICK_ON_FD;
+    return k->last_fd;
 }
 
 void aio__kick_pin_fd(AioKick *k)
@@ -153,11 +178,13 @@ void aio__kick_pin_fd(AioKick *k)
         return;
     }
     atomic_store_explicit(&k->word_usable, false, memory_order_relaxed);
-    /* A kick made while the home thread looked at the word, and not yet
-     * cleared, went to a futex nobody waits on now: the host would sleep on
-     * the eventfd through it, and kick_pending keeps every later notifier
-     * from kicking again. Move it there. */
-    if (aio__kick_look_at_fd(k)) {
+    /* A kick made while the home thread was awake or at the word, and not
+     * yet cleared, wrote nothing: the host would sleep on the eventfd
+     * through it, and kick_pending keeps every later notifier from kicking
+     * again. Publish the place, then move that kick there. */
+    atomic_store(&k->on, AIO_KICK_ON_FD);
+    k->last_fd = true;
+    if (atomic_load(&k->word) != 0) {
         aio__notifier_set(&k->fd);
     }
 }
