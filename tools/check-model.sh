@@ -141,7 +141,7 @@ done
 # The eventfd backends' two-place kick (src/posix/kick.h): a wait that
 # watches nothing sleeps on a futex word, one that watches descriptors on the
 # eventfd, each sleep choosing freely. One work item per producer keeps it to
-# seconds (ROUNDS=2 verifies too, in 57 M states, 110 s and 2.8 GB).
+# seconds (ROUNDS=2 verifies too, in 70 M states, 130 s and 3.4 GB).
 FUTEX="-DFUTEX_KICK -DROUNDS=1"
 check futex-correct          verify "$FUTEX"                   "$SAFETY" ""
 check futex-correct-strict   verify "$FUTEX -DSTRICT"          "$SAFETY" ""

@@ -629,7 +629,10 @@ typedef struct AioContextStats {
     uint64_t wakeups_notify;  /**< sleeps ended by aio_notify() */
     uint64_t wakeups_fd;      /**< sleeps ended by a ready handler */
     uint64_t wakeups_timer;   /**< sleeps ended by their timeout */
-    uint64_t notify_syscalls; /**< aio_notify() calls that made a system call */
+    /** aio_notify() calls that kicked an announced blocking poll: a system
+     * call, except on eventfd+ppoll and epoll when that poll had not reached
+     * its wait yet (then the kick is a store that its wait reads). */
+    uint64_t notify_syscalls;
     uint64_t bhs_run;         /**< bottom-half callbacks run */
     int64_t sleep_ns;         /**< time spent asleep in the backend */
     /** With aio_context_set_stats_timing() on (else 0): time spent in

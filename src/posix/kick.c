@@ -4,9 +4,13 @@
 #include <time.h>
 
 #if AIOPOLL_HAVE_FUTEX
-#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+/* futex(2)'s operations, with FUTEX_PRIVATE_FLAG (128): the kernel's ABI,
+ * spelled here because not every C library ships <linux/futex.h> (musl's
+ * headers do not). */
+#define AIO_FUTEX_WAIT_PRIVATE (0 | 128)
+#define AIO_FUTEX_WAKE_PRIVATE (1 | 128)
 #endif
 
 #include "kick.h"
@@ -70,7 +74,7 @@ void aio__kick_signal(AioKick *k)
     if (on == AIO_KICK_ON_WORD) {
         /* Wakes the sleeper, or nobody: a wait that has not reached the
          * kernel yet compares the word there and does not sleep. */
-        (void)syscall(SYS_futex, &k->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        (void)syscall(SYS_futex, &k->word, AIO_FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
         return;
     }
 #endif
@@ -105,7 +109,7 @@ int aio__kick_wait_word(AioKick *k, int64_t timeout_ns, bool *kicked)
             AIO_FAULT_WAIT, -1,
             atomic_load(&k->word) != 0
                 ? 0
-                : syscall(SYS_futex, &k->word, FUTEX_WAIT_PRIVATE, 0, tsp, NULL, 0));
+                : syscall(SYS_futex, &k->word, AIO_FUTEX_WAIT_PRIVATE, 0, tsp, NULL, 0));
         /* EAGAIN: the word was no longer 0 (a kick came first); ETIMEDOUT,
          * EINTR: no kick; a wake-up without a kick (futexes allow them) is
          * reported as nothing, and the core simply polls again. */
