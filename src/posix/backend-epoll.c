@@ -80,8 +80,11 @@ void aio__epoll_close(AioEpoll *ep)
     ep->epfd = ep->side_epfd = -1;
 }
 
-void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake)
+void aio__epoll_clear_kick(AioEpoll *ep, AioKick *kick)
 {
+    if (!aio__kick_clear(kick)) {
+        return; /* the wait was on the word: nothing to read */
+    }
     /* The edge was consumed by the wait that reported it; the eventfd's
      * counter only grows. Read it every AIO_EPOLL_DRAIN_EVERY kicks so that
      * it stays small (a write can never reach the 2^64 - 2 limit and fail
@@ -95,7 +98,7 @@ void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake)
     if (atomic_load_explicit(&ep->embedded, memory_order_relaxed) ||
         ++ep->kicks_undrained >= AIO_EPOLL_DRAIN_EVERY) {
         ep->kicks_undrained = 0;
-        aio__notifier_test_and_clear(wake);
+        aio__notifier_test_and_clear(&kick->fd);
     }
 }
 
@@ -237,7 +240,7 @@ static int do_epoll_wait(int epfd, struct epoll_event *evs, int max, int64_t tim
                           epoll_wait(epfd, evs, max, aio__timeout_ms_ceil(timeout_ns)));
 }
 
-int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,
+static int wait_set(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,
                     bool with_kick, bool *kicked)
 {
     *kicked = false;
@@ -298,6 +301,26 @@ int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t 
     return 0;
 }
 
+int aio__epoll_wait(AioEpoll *ep, AioKick *kick, AioWaitSet *set, AioEpollScratch *sc,
+                    int64_t timeout_ns, bool with_kick, bool *kicked)
+{
+    /* A blocking poll that watches nothing sleeps on the futex word: one
+     * FUTEX_WAIT, and nothing to clear (kick.h). */
+    if (with_kick && set->n == 0 && aio__kick_use_word(kick)) {
+        set->nready = 0;
+        return aio__kick_wait_word(kick, timeout_ns, kicked);
+    }
+    /* A kick that came while the home thread was awake (or at the word)
+     * wrote nothing: it is reported now, and the wait does not sleep. */
+    bool early = with_kick && aio__kick_enter_fd(kick);
+    int r = wait_set(ep, set, sc, early ? 0 : timeout_ns, with_kick, kicked);
+    if (with_kick) {
+        aio__kick_leave_fd(kick);
+    }
+    *kicked = *kicked || early;
+    return r;
+}
+
 void aio__epoll_scratch_fini(AioEpollScratch *sc)
 {
     free(sc->events);
@@ -347,9 +370,7 @@ static void epoll_kick(AioBackend *be)
 
 static void epoll_clear_kick(AioBackend *be)
 {
-    if (aio__kick_clear(&be->kick)) {
-        aio__epoll_kick_consumed(&be->ep, &be->kick.fd);
-    }
+    aio__epoll_clear_kick(&be->ep, &be->kick);
 }
 
 static int epoll_watch(AioBackend *be, AioWatch *w)
@@ -370,11 +391,6 @@ static void epoll_forked(AioBackend *be)
 static int epoll_be_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool with_kick,
                          bool *kicked)
 {
-    /* Nothing watched: the futex word, as eventfd+ppoll does (kick.h). */
-    if (with_kick && set->n == 0 && aio__kick_use_word(&be->kick)) {
-        set->nready = 0;
-        return aio__kick_wait_word(&be->kick, timeout_ns, kicked);
-    }
     if (!set->scratch) {
         set->scratch = aio__calloc(1, sizeof(AioEpollScratch));
         if (!set->scratch) {
@@ -383,16 +399,7 @@ static int epoll_be_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bo
             return -ENOMEM;
         }
     }
-    bool early = with_kick && aio__kick_enter_fd(&be->kick);
-    if (early) {
-        timeout_ns = 0;
-    }
-    int r = aio__epoll_wait(&be->ep, set, set->scratch, timeout_ns, with_kick, kicked);
-    if (with_kick) {
-        aio__kick_leave_fd(&be->kick);
-    }
-    *kicked = *kicked || early;
-    return r;
+    return aio__epoll_wait(&be->ep, &be->kick, set, set->scratch, timeout_ns, with_kick, kicked);
 }
 
 static void epoll_waitset_fini(AioBackend *be, AioWaitSet *set)

@@ -184,6 +184,13 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
         }
     }
     PollScratch *sc = set->scratch;
+#if HYBRID
+    /* acquire: pairs with the switch's release, so the set is complete. The
+     * engine sleeps on the futex word too when nothing is watched. */
+    if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
+        return aio__epoll_wait(&be->ep, &be->kick, set, &sc->ep, timeout_ns, with_kick, kicked);
+    }
+#endif
     /* A blocking poll that watches nothing sleeps on the futex word: one
      * FUTEX_WAIT, and no read to clear it (kick.h). */
     if (with_kick && set->n == 0 && aio__kick_use_word(&be->kick)) {
@@ -195,17 +202,6 @@ static int poll_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool w
     if (early) {
         timeout_ns = 0;
     }
-#if HYBRID
-    /* acquire: pairs with the switch's release, so the set is complete. */
-    if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
-        int er = aio__epoll_wait(&be->ep, set, &sc->ep, timeout_ns, with_kick, kicked);
-        if (with_kick) {
-            aio__kick_leave_fd(&be->kick);
-        }
-        *kicked = *kicked || early;
-        return er;
-    }
-#endif
     if (!sc->valid || sc->generation != set->generation) {
         int err = build_pollfds(set, sc);
         if (err) {
@@ -374,13 +370,10 @@ static void hybrid_unwatch(AioBackend *be, AioWatch *w)
  * reads the new mode). */
 static void hybrid_clear_kick(AioBackend *be)
 {
-    if (!aio__kick_clear(&be->kick)) {
-        return; /* the wait was on the word: nothing to read */
-    }
     if (atomic_load_explicit(&be->epoll_mode, memory_order_acquire)) {
-        aio__epoll_kick_consumed(&be->ep, &be->kick.fd);
+        aio__epoll_clear_kick(&be->ep, &be->kick);
     } else {
-        aio__notifier_test_and_clear(&be->kick.fd);
+        poll_clear_kick(be);
     }
 }
 

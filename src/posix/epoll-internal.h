@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "kick.h"
 #include "platform.h"
 
 /*
@@ -36,7 +37,7 @@
  * home thread's blocking polls wait on epfd. The cost is one more epoll_ctl
  * per registration change and one more descriptor per context. The counter
  * of the never-read eventfd is drained every AIO_EPOLL_DRAIN_EVERY accepted
- * kicks (aio__epoll_kick_consumed).
+ * kicks (aio__epoll_clear_kick).
  *
  * Descriptors epoll refuses (EPERM: regular files, directories, /dev/null)
  * are what poll() calls always ready; the engine keeps their ids in a list
@@ -78,18 +79,21 @@ int aio__epoll_add(AioEpoll *ep, const AioWatch *w);
 /* Removes it again; cannot fail. */
 void aio__epoll_del(AioEpoll *ep, const AioWatch *w);
 
-/* The home thread's blocking poll accepted a kick that a wait of this
- * engine reported (clear_kick()): no system call, but now and then a read
- * that keeps wake's counter bounded. */
-void aio__epoll_kick_consumed(AioEpoll *ep, AioEventNotifier *wake);
+/* clear_kick(): the home thread's blocking poll accepted a kick that a wait
+ * of this engine reported. A kick taken from the futex word needs nothing
+ * more; one from the eventfd no system call either, but now and then a
+ * read that keeps its counter bounded. */
+void aio__epoll_clear_kick(AioEpoll *ep, AioKick *kick);
 /* epfd becomes a host loop's aggregate, until the engine is closed. */
 /* on: a host loop now polls epfd (embed_aggregate, home thread); off: it is
  * gone (embed_release, any thread). */
 void aio__epoll_set_embedded(AioEpoll *ep, bool on);
 
-/* Waits on the set: the wait() backend op. */
-int aio__epoll_wait(AioEpoll *ep, AioWaitSet *set, AioEpollScratch *sc, int64_t timeout_ns,
-                    bool with_kick, bool *kicked);
+/* Waits on the set: the wait() backend op. A wait with the kick that
+ * watches nothing sleeps on kick's futex word instead (kick.h); kick's
+ * eventfd is the one the set holds. */
+int aio__epoll_wait(AioEpoll *ep, AioKick *kick, AioWaitSet *set, AioEpollScratch *sc,
+                    int64_t timeout_ns, bool with_kick, bool *kicked);
 void aio__epoll_scratch_fini(AioEpollScratch *sc);
 
 #endif
