@@ -108,7 +108,11 @@ static uint64_t sleeps(AioContext *ctx)
 
 /* Blocking polls until one of them slept in the backend and was ended by a
  * 2 ms timer: whatever was pending is accepted, and the kick's place is
- * that of a wait with the current registrations. */
+ * that of a wait with the current registrations. One watchdog per try,
+ * started before the timer is armed: a watchdog thread started per poll
+ * (tc_poll_blocking_bounded) can take longer than the 2 ms to create under
+ * TSan on a loaded machine, so that every poll found its timer already
+ * expired and none slept (a CI failure, all 100 tries). */
 static void sleep_once(AioContext *ctx)
 {
     for (int tries = 0; tries < 100; tries++) {
@@ -116,14 +120,15 @@ static void sleep_once(AioContext *ctx)
         atomic_init(&fired, 0);
         AioTimer *t = aio_timer_new(ctx, tc_count_cb, &fired);
         cr_assert_not_null(t);
+        tc_watchdog *w = tc_watchdog_start(ctx, TC_BOUND_MS);
         aio_timer_mod(t, aio_clock_ns() + 2000000);
         bool slept = false;
         while (!atomic_load(&fired)) {
             uint64_t before = sleeps(ctx);
-            tc_poll_result r = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
-            cr_assert_geq(r.ret, 0);
+            cr_assert_geq(aio_poll(ctx, true), 0);
             slept = sleeps(ctx) > before;
         }
+        cr_assert(!tc_watchdog_stop(w), "a poll needed the watchdog beside a 2 ms timer");
         aio_timer_free(t);
         if (slept) {
             return;
