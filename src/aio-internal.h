@@ -12,6 +12,7 @@
 
 #include "aio-test-hooks.h"
 #include "backend.h"
+#include "home.h"
 #include "platform.h"
 
 /* ---- Bottom halves (bh.c) ----------------------------------------------- */
@@ -220,7 +221,7 @@ typedef struct AioEmbedHostFd {
     bool retiring; /* left the set at the last query; closed at the next */
 } AioEmbedHostFd;
 
-/* Home thread only (attach/detach also under home_lock). */
+/* Home thread only (detach: or wherever the host loop can no longer call in). */
 typedef struct AioEmbedState {
     bool attached;
     void *host;
@@ -250,11 +251,11 @@ struct AioContext {
     const AioBackendOps *ops;
     AioBackend *be;
 
-    /* Ownership (context.c). home_lock makes "am I home, and am I now
-     * blocking" one step, so set_home_thread cannot slip between them. */
-    aio_mutex_t home_lock;
-    _Atomic uint64_t home;     /* aio__thread_id() of the home thread */
-    unsigned blocking_depth;   /* blocking polls in progress; home_lock */
+    /* Ownership (src/home.h): the home thread's aio__thread_id() and the
+     * blocking polls in progress there, in one word, so that "am I home,
+     * and am I now blocking" is one compare-and-swap that
+     * set_home_thread cannot slip between. */
+    _Atomic uint64_t home;
 
     /* The wake-up protocol (poll.c; docs/wakeup-protocol.md). */
     atomic_int notify_me;  /* >0: a blocking poll may be sleeping */

@@ -29,6 +29,11 @@ AioContext *aio_context_new(void)
         errno = EINVAL;
         return NULL;
     }
+    uint64_t self = aio__thread_id();
+    if (self > AIO_HOME_ID_MAX) {
+        errno = EOVERFLOW; /* src/home.h: an id the home word cannot hold */
+        return NULL;
+    }
     AioContext *ctx = aio__calloc(1, sizeof(*ctx));
     if (!ctx) {
         errno = ENOMEM;
@@ -43,8 +48,7 @@ AioContext *aio_context_new(void)
     }
     ctx->ops = ops;
     atomic_init(&ctx->refcnt, 1);
-    aio__mutex_init(&ctx->home_lock);
-    atomic_init(&ctx->home, aio__thread_id());
+    atomic_init(&ctx->home, aio__home_make(self));
     atomic_init(&ctx->notify_me, 0);
     atomic_init(&ctx->notified, false);
     atomic_init(&ctx->kick_pending, false);
@@ -123,7 +127,6 @@ void aio__context_destroy(AioContext *ctx)
     aio__mutex_destroy(&ctx->list_lock);
     aio__mutex_destroy(&ctx->bh_lock);
     aio__mutex_destroy(&ctx->dispatch_lock);
-    aio__mutex_destroy(&ctx->home_lock);
     free(ctx);
 }
 
@@ -155,8 +158,8 @@ int aio_context_after_fork(AioContext *ctx)
     atomic_store(&ctx->notify_me, 0);
     atomic_store(&ctx->kick_pending, false);
     atomic_store(&ctx->notified, true);
-    atomic_store(&ctx->home, aio__thread_id());
-    ctx->blocking_depth = 0;
+    /* The forking thread is the child's only thread, and nothing blocks. */
+    atomic_store(&ctx->home, aio__home_make(aio__thread_id()));
     return aio__sources_watch_all(ctx);
 }
 
@@ -165,24 +168,15 @@ int aio_context_set_home_thread(AioContext *ctx)
     if (!ctx) {
         return -EINVAL;
     }
-    uint64_t self = aio__thread_id();
-    int ret = 0;
-    aio__mutex_lock(&ctx->home_lock);
     /* A blocking poll in progress belongs to the old home thread; moving
      * ownership under it would let two threads block at once, and two
-     * blocking pollers steal each other's wake-ups. */
-    if (ctx->blocking_depth > 0 && atomic_load(&ctx->home) != self) {
-        ret = -EBUSY;
-    } else {
-        atomic_store(&ctx->home, self);
-    }
-    aio__mutex_unlock(&ctx->home_lock);
-    return ret;
+     * blocking pollers steal each other's wake-ups: -EBUSY. */
+    return aio__home_set(&ctx->home, aio__thread_id());
 }
 
 bool aio_context_in_home_thread(const AioContext *ctx)
 {
-    return ctx && atomic_load(&((AioContext *)ctx)->home) == aio__thread_id();
+    return ctx && aio__home_is(&((AioContext *)ctx)->home, aio__thread_id());
 }
 
 const char *aio_context_backend(const AioContext *ctx)

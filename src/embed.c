@@ -14,8 +14,8 @@
  *  - dispatch is the blocking poll's dispatch, under the dispatch right.
  * All four run on the home thread only, so "only the home thread's blocking
  * poll accepts" stays true with the host's iteration as that poll. While
- * attached, blocking_depth counts the host as a blocking poller, which is what
- * keeps aio_context_set_home_thread() from moving the home under it.
+ * attached, the home word (src/home.h) counts the host as a blocking poller,
+ * which keeps aio_context_set_home_thread() from moving the home under it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,7 +33,7 @@ static int enter(AioContext *ctx)
     }
     /* Home first: the embed state is the home thread's, and another thread
      * must not even read it. */
-    if (atomic_load(&ctx->home) != aio__thread_id()) {
+    if (!aio__home_is(&ctx->home, aio__thread_id())) {
         return -EPERM;
     }
     return ctx->embed.attached ? 0 : -EINVAL;
@@ -95,12 +95,13 @@ int aio_embed_attach(AioContext *ctx, void *host)
     }
     AioEmbedState *e = &ctx->embed;
     int ret = 0;
-    /* Under home_lock, like a blocking poll's entry: "am I home" and "the
-     * host now counts as blocking" are one step for set_home_thread(). */
-    aio__mutex_lock(&ctx->home_lock);
-    if (atomic_load(&ctx->home) != aio__thread_id()) {
-        ret = -EPERM;
-    } else if (e->attached || e->dispatching) {
+    /* Entered like a blocking poll: "am I home" and "the host now counts
+     * as blocking" are one step for set_home_thread() (src/home.h). The
+     * attach holds that count until the detach, or gives it back below. */
+    if (!aio__home_enter(&ctx->home, aio__thread_id())) {
+        return -EPERM;
+    }
+    if (e->attached || e->dispatching) {
         ret = -EBUSY;
     } else if (!ctx->ops->embed_aggregate && !ctx->ops->embed_kick_handle) {
         ret = -ENOTSUP;
@@ -127,10 +128,10 @@ int aio_embed_attach(AioContext *ctx, void *host)
     if (ret == 0) {
         e->attached = true;
         e->host = host;
-        ctx->blocking_depth++;
         aio_context_ref(ctx);
+    } else {
+        aio__home_leave(&ctx->home);
     }
-    aio__mutex_unlock(&ctx->home_lock);
     return ret;
 }
 
@@ -140,17 +141,14 @@ int aio_embed_detach(AioContext *ctx)
         return -EINVAL;
     }
     AioEmbedState *e = &ctx->embed;
-    aio__mutex_lock(&ctx->home_lock);
-    bool was = e->attached;
-    if (was) {
-        e->attached = false;
-        e->host = NULL;
-        ctx->blocking_depth--;
-    }
-    aio__mutex_unlock(&ctx->home_lock);
-    if (!was) {
+    /* No lock against attach: both run where the host loop cannot call
+     * into ctx (aio.h), which orders them through the host's own handover. */
+    if (!e->attached) {
         return -EINVAL;
     }
+    e->attached = false;
+    e->host = NULL;
+    aio__home_leave(&ctx->home);
     lower_announcement(ctx);
     if (!e->dispatching) {
         embed_release(ctx);

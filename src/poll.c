@@ -370,24 +370,6 @@ static bool dispatch_release_outermost(AioContext *ctx)
     return destroy;
 }
 
-static bool home_enter_blocking(AioContext *ctx, uint64_t self)
-{
-    aio__mutex_lock(&ctx->home_lock);
-    bool home = atomic_load(&ctx->home) == self;
-    if (home) {
-        ctx->blocking_depth++;
-    }
-    aio__mutex_unlock(&ctx->home_lock);
-    return home;
-}
-
-static void home_leave_blocking(AioContext *ctx)
-{
-    aio__mutex_lock(&ctx->home_lock);
-    ctx->blocking_depth--;
-    aio__mutex_unlock(&ctx->home_lock);
-}
-
 static int poll_common(AioContext *ctx, bool blocking, bool now)
 {
     if (!ctx) {
@@ -401,7 +383,7 @@ static int poll_common(AioContext *ctx, bool blocking, bool now)
     uint64_t self = aio__thread_id();
     /* First, before any shared state is touched: a refused blocking poll
      * must leave a pending wake-up exactly where it was. */
-    if (blocking && !home_enter_blocking(ctx, self)) {
+    if (blocking && !aio__home_enter(&ctx->home, self)) {
         return -EPERM;
     }
     if (!dispatch_acquire(ctx, self, blocking)) {
@@ -415,7 +397,7 @@ static int poll_common(AioContext *ctx, bool blocking, bool now)
     AioPollSet *set = &local;
     /* A blocking poll is always home (checked above); a non-blocking one
      * may be foreign, and then passes BH news on (dispatch_round). */
-    bool foreign = atomic_load(&ctx->home) != self;
+    bool foreign = !aio__home_is(&ctx->home, self);
     if (!ctx->home_set_busy && !foreign) {
         set = &ctx->home_set;
         ctx->home_set_busy = true;
@@ -440,7 +422,7 @@ static int poll_common(AioContext *ctx, bool blocking, bool now)
     }
     bool destroy = dispatch_release_outermost(ctx);
     if (blocking) {
-        home_leave_blocking(ctx);
+        aio__home_leave(&ctx->home);
     }
     if (destroy) {
         aio__context_destroy(ctx);

@@ -524,3 +524,135 @@ Test(context, new_thread_never_inherits_a_dead_home, .timeout = 60)
     cr_assert_eq(aio_context_set_home_thread(d.ctx), 0);
     aio_context_unref(d.ctx);
 }
+
+/* The home thread moving its own home from inside its blocking poll (a
+ * callback calling aio_context_set_home_thread) keeps that poll counted:
+ * were the count dropped, the poll's leave would take it below zero, and
+ * the context would look busy (or owned by another id) for ever after. */
+static void set_home_from_callback(void *p)
+{
+    AioContext *ctx = p;
+    cr_assert_eq(aio_context_set_home_thread(ctx), 0);
+}
+
+static void try_set_home(void *p)
+{
+    new_home *h = p;
+    h->set_ret = aio_context_set_home_thread(h->ctx);
+    h->in_home = aio_context_in_home_thread(h->ctx);
+}
+
+Test(context, set_home_thread_inside_its_own_blocking_poll_keeps_the_count, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    AioBH *bh = aio_bh_new(ctx, set_home_from_callback, ctx);
+    for (int nested = 0; nested < 3; nested++) {
+        aio_bh_schedule(bh);
+        cr_assert(!tc_poll_blocking_bounded(ctx, TC_BOUND_MS).rescued);
+    }
+    new_home h;
+    new_home_init(&h, ctx);
+    h.set_ret = 1;
+    tc_thread *t = tc_thread_start(try_set_home, &h);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(h.set_ret, 0, "the blocking polls are over, yet: %s", aio_strerror(h.set_ret));
+    cr_assert(!aio_context_in_home_thread(ctx));
+    cr_assert_eq(aio_poll(ctx, true), -EPERM);
+    aio_bh_delete(bh);
+    aio_context_unref(ctx);
+}
+
+/* Two threads take the home from each other as fast as they can while
+ * each polls blocking whenever it is home, and a third keeps notifying so
+ * that every sleep ends. Ownership must never move under a poll: the sleep
+ * hooks count the polls between "about to sleep" and "woke", and two at
+ * once is the double blocker that steals wake-ups. The hook lingers a
+ * little before the sleep to widen the window a move would slip into. */
+typedef struct {
+    AioContext *ctx;
+    atomic_int inside;
+    atomic_int overlaps;
+    atomic_int stop;
+    atomic_int stop_notifier;
+    atomic_int blocked[2];
+    atomic_int moved[2];
+    atomic_int next;
+    atomic_int errors;
+} home_race;
+
+static void home_race_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    home_race *r = opaque;
+    (void)ctx;
+    if (point == AIO_HOOK_BEFORE_SLEEP) {
+        if (atomic_fetch_add(&r->inside, 1) != 0) {
+            atomic_fetch_add(&r->overlaps, 1);
+        }
+        tsup_spin_us(2);
+    } else if (point == AIO_HOOK_AFTER_SLEEP) {
+        atomic_fetch_sub(&r->inside, 1);
+    }
+}
+
+static void home_racer(void *p)
+{
+    home_race *r = p;
+    int me = atomic_fetch_add(&r->next, 1);
+    while (!atomic_load(&r->stop)) {
+        int s = aio_context_set_home_thread(r->ctx);
+        if (s == 0) {
+            atomic_fetch_add(&r->moved[me], 1);
+        } else if (s != -EBUSY) {
+            atomic_fetch_add(&r->errors, 1);
+        }
+        for (int i = 0; i < 4; i++) {
+            int ret = aio_poll(r->ctx, true);
+            if (ret >= 0) {
+                atomic_fetch_add(&r->blocked[me], 1);
+            } else if (ret != -EPERM) {
+                atomic_fetch_add(&r->errors, 1);
+            }
+        }
+    }
+}
+
+static void home_race_notifier(void *p)
+{
+    home_race *r = p;
+    while (!atomic_load(&r->stop_notifier)) {
+        aio_notify(r->ctx);
+        tsup_sleep_us(20);
+    }
+}
+
+Test(context, stress_home_moves_never_land_under_a_blocking_poll, .timeout = 60)
+{
+    home_race r;
+    memset(&r, 0, sizeof(r));
+    r.ctx = tc_ctx_new();
+    aio__set_test_hook(r.ctx, home_race_hook, &r);
+    tc_thread *n = tc_thread_start(home_race_notifier, &r);
+    tc_thread *a = tc_thread_start(home_racer, &r);
+    tc_thread *b = tc_thread_start(home_racer, &r);
+    long rounds = tc_env_long("AIOPOLL_HOME_RACE_MS", 1500);
+    tsup_sleep_ms((int)rounds);
+    atomic_store(&r.stop, 1);
+    /* The notifier goes on until both racers are out: a racer's sleep that
+     * its notifications do not end within the bound is a lost wake-up. */
+    bool a_out = tc_thread_join(a, TC_BOUND_MS);
+    bool b_out = tc_thread_join(b, TC_BOUND_MS);
+    atomic_store(&r.stop_notifier, 1);
+    cr_assert(tc_thread_join(n, TC_BOUND_MS));
+    cr_assert(a_out && b_out, "a racer is still asleep: lost wake-up");
+    aio__set_test_hook(r.ctx, NULL, NULL);
+    cr_assert_eq(atomic_load(&r.errors), 0);
+    cr_assert_eq(atomic_load(&r.overlaps), 0,
+                 "%d sleeps began while another thread's blocking poll was asleep",
+                 atomic_load(&r.overlaps));
+    /* Otherwise the run proved nothing: both must have owned and blocked. */
+    for (int i = 0; i < 2; i++) {
+        cr_assert_gt(atomic_load(&r.moved[i]), 0, "racer %d never became home", i);
+        cr_assert_gt(atomic_load(&r.blocked[i]), 0, "racer %d never polled as home", i);
+    }
+    aio_context_unref(r.ctx);
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Model-check the wake-up protocol (docs/model/wakeup.pml) with SPIN, and
-# the models beside it (wait.pml, pool.pml, win32-watcher.pml).
+# the models beside it (wait.pml, home.pml, pool.pml, win32-watcher.pml).
 #
 # Usage: tools/check-model.sh            (KEEP=1 keeps the work directory)
 #
@@ -192,6 +192,13 @@ check embed-uring-BUG_URING_NO_ARM bite "$URING -DFD_WAKES=0 -DBUG_URING_NO_ARM"
 PML=wait check wait-correct  verify ""                         "$SAFETY" ""
 for bug in BUG_WAIT_NO_COUNT BUG_WAIT_LATE_COUNT BUG_WAIT_NO_FENCE; do
     PML=wait check "wait-$bug" bite "-D$bug"                   "$BUGORDER" ""
+done
+
+# The home word (src/home.h): one blocker at a time while the home moves.
+PML=home check home-correct  verify ""                         "$SAFETY" ""
+PML=home check home-correct-3 verify "-DTHREADS=3"              "$SAFETY" ""
+for bug in BUG_HOME_CHECK_THEN_ADD BUG_HOME_SET_IGNORES_DEPTH BUG_HOME_SET_RESETS_DEPTH; do
+    PML=home check "home-$bug" bite "-D$bug"                   "$BUGORDER" ""
 done
 
 # The worker pool (src/work.c): the claim of a job by a worker or a cancel,

@@ -125,7 +125,9 @@ AIOPOLL_API const char *aio_strerror(int err);
  * disabled (kernel.io_uring_disabled, a seccomp filter); it is never
  * replaced by another backend when asked for by name. Out of memory or
  * descriptors it returns NULL with errno set to the system's error (ENOMEM,
- * EMFILE, ENFILE).
+ * EMFILE, ENFILE). On a thread created after the first 2^44 threads of the
+ * process (whose id the context's ownership word cannot hold) it returns
+ * NULL with errno set to EOVERFLOW.
  * @return the context, or NULL as above. */
 AIOPOLL_API AioContext *aio_context_new(void);
 
@@ -192,8 +194,10 @@ AIOPOLL_API int aio_context_after_fork(AioContext *ctx);
 
 /** Makes the calling thread the home thread.
  * @param ctx the context
- * @return 0, -EINVAL for NULL, or -EBUSY while another thread is inside
- * aio_poll(ctx, true). */
+ * @return 0, -EINVAL for NULL, -EBUSY while another thread is inside
+ * aio_poll(ctx, true) (or its host loop is attached, aio_embed_attach()), or
+ * -EOVERFLOW on a thread created after the first 2^44 of the process (see
+ * aio_context_new()). */
 AIOPOLL_API int aio_context_set_home_thread(AioContext *ctx);
 
 /** @param ctx the context
