@@ -605,13 +605,24 @@ static void home_racer(void *p)
         } else if (s != -EBUSY) {
             atomic_fetch_add(&r->errors, 1);
         }
+        bool was_home = false;
         for (int i = 0; i < 4; i++) {
             int ret = aio_poll(r->ctx, true);
             if (ret >= 0) {
                 atomic_fetch_add(&r->blocked[me], 1);
+                was_home = true;
             } else if (ret != -EPERM) {
                 atomic_fetch_add(&r->errors, 1);
             }
+        }
+        if (was_home) {
+            /* Between two of the owner's polls the depth is 0 for a few
+             * instructions only, and when both racers share a CPU the
+             * other one runs only while the owner sleeps, i.e. inside a
+             * poll: its moves would all find the depth non-zero and starve
+             * for the whole run. A sleep outside the poll gives it the
+             * CPU while the home is free to take. */
+            tsup_sleep_us(20);
         }
     }
 }
@@ -634,8 +645,19 @@ Test(context, stress_home_moves_never_land_under_a_blocking_poll, .timeout = 60)
     tc_thread *n = tc_thread_start(home_race_notifier, &r);
     tc_thread *a = tc_thread_start(home_racer, &r);
     tc_thread *b = tc_thread_start(home_racer, &r);
-    long rounds = tc_env_long("AIOPOLL_HOME_RACE_MS", 1500);
-    tsup_sleep_ms((int)rounds);
+    /* At least the run's length, and on until both racers have owned the
+     * context and blocked in it (otherwise the run proved nothing), within
+     * a bound: a racer that cannot take an idle home for that long fails. */
+    int64_t run_ns = tc_env_long("AIOPOLL_HOME_RACE_MS", 1500) * 1000000;
+    int64_t start = tsup_now_ns();
+    while (tsup_now_ns() - start < run_ns ||
+           !(atomic_load(&r.moved[0]) && atomic_load(&r.moved[1]) &&
+             atomic_load(&r.blocked[0]) && atomic_load(&r.blocked[1]))) {
+        if (tsup_now_ns() - start > run_ns + (int64_t)TC_BOUND_MS * 1000000) {
+            break;
+        }
+        tsup_sleep_ms(10);
+    }
     atomic_store(&r.stop, 1);
     /* The notifier goes on until both racers are out: a racer's sleep that
      * its notifications do not end within the bound is a lost wake-up. */
