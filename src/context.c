@@ -30,7 +30,7 @@ AioContext *aio_context_new(void)
         return NULL;
     }
     uint64_t self = aio__thread_id();
-    if (self > AIO_HOME_ID_MAX) {
+    if (!aio__home_id_fits(self)) {
         errno = EOVERFLOW; /* src/home.h: an id the home word cannot hold */
         return NULL;
     }

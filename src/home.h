@@ -39,6 +39,13 @@ static inline uint64_t aio__home_depth(uint64_t word)
     return word & AIO_HOME_DEPTH_MAX;
 }
 
+/* Whether `self` fits the word's id half (aio_context_new refuses a
+ * thread whose id does not, as aio__home_set does). */
+static inline bool aio__home_id_fits(uint64_t self)
+{
+    return self <= AIO_HOME_ID_MAX;
+}
+
 /* The word of a context owned by `self` with nothing blocking. */
 static inline uint64_t aio__home_make(uint64_t self)
 {
@@ -84,7 +91,7 @@ static inline void aio__home_leave(_Atomic uint64_t *home)
  * thread's later enters and to whoever takes the context next. */
 static inline int aio__home_set(_Atomic uint64_t *home, uint64_t self)
 {
-    if (self > AIO_HOME_ID_MAX) {
+    if (!aio__home_id_fits(self)) {
         return -EOVERFLOW;
     }
     uint64_t w = atomic_load_explicit(home, memory_order_relaxed);

@@ -535,13 +535,6 @@ static void set_home_from_callback(void *p)
     cr_assert_eq(aio_context_set_home_thread(ctx), 0);
 }
 
-static void try_set_home(void *p)
-{
-    new_home *h = p;
-    h->set_ret = aio_context_set_home_thread(h->ctx);
-    h->in_home = aio_context_in_home_thread(h->ctx);
-}
-
 Test(context, set_home_thread_inside_its_own_blocking_poll_keeps_the_count, .timeout = 20)
 {
     AioContext *ctx = tc_ctx_new();
@@ -552,12 +545,15 @@ Test(context, set_home_thread_inside_its_own_blocking_poll_keeps_the_count, .tim
     }
     new_home h;
     new_home_init(&h, ctx);
-    h.set_ret = 1;
-    tc_thread *t = tc_thread_start(try_set_home, &h);
-    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    tc_thread *t = tc_thread_start(new_home_main, &h);
+    cr_assert(tsup_wait_flag(&h.started, TC_BOUND_MS));
     cr_assert_eq(h.set_ret, 0, "the blocking polls are over, yet: %s", aio_strerror(h.set_ret));
+    cr_assert(h.in_home);
     cr_assert(!aio_context_in_home_thread(ctx));
     cr_assert_eq(aio_poll(ctx, true), -EPERM);
+    new_home_stop(&h);
+    cr_assert(tc_thread_join(t, TC_BOUND_MS));
+    cr_assert_eq(h.poll_err, 0, "new home's poll failed: %s", aio_strerror(h.poll_err));
     aio_bh_delete(bh);
     aio_context_unref(ctx);
 }
