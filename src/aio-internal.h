@@ -257,14 +257,31 @@ struct AioContext {
      * set_home_thread cannot slip between. */
     _Atomic uint64_t home;
 
-    /* The wake-up protocol (poll.c; docs/wakeup-protocol.md). */
+    /* The wake-up protocol (poll.c; docs/wakeup-protocol.md), on a cache
+     * line of its own: everything aio_notify() reads or writes, and nothing
+     * an awake loop writes. The padding on both sides keeps the loop's
+     * per-iteration stores (the home word and the dispatch right above,
+     * the stats and the BH stack below) off it, so that a notifier loses
+     * the line only when the loop reads notify_seq. 16 bytes at a 16-byte
+     * offset (malloc's alignment) never straddle two 64-byte lines. */
+    char notify_pad_before[64];
+    /* Bumped by every aio_notify(); a notification is pending while it
+     * differs from notify_seen. Only notifiers write it: a loop that accepts
+     * stores its own copy instead of clearing a flag here, so an accept
+     * takes nothing away from a notifier that is flooding. */
+    _Alignas(16) _Atomic uint64_t notify_seq;
     atomic_int notify_me;  /* >0: a blocking poll may be sleeping */
-    atomic_bool notified;  /* sticky until a blocking poll accepts it */
     /* True from the aio_notify() that decided to kick until the blocking
      * poll that consumed the kick re-arms it: later notifiers skip the
      * redundant system call. Invariant: while true, the wake-up object is
      * signalled or its signalling notifier is on its way to kick(). */
     atomic_bool kick_pending;
+    /* fork() (context.c): aio__fork_generation() when this process got
+     * the context. Any other value means we are a child that inherited it,
+     * and must not touch kernel state shared with the parent. Here because
+     * every aio_notify() reads it. */
+    unsigned fork_gen;
+    char notify_pad_after[64];
 
     /* The dispatch right: who may run callbacks. Recursive for the thread
      * that holds it, so nested aio_poll works. */
@@ -322,11 +339,6 @@ struct AioContext {
     _Atomic int64_t poll_shrink;
     int64_t poll_ns; /* current window; dispatch-right holder only */
 
-    /* fork() (context.c): aio__fork_generation() when this process got
-     * the context. Any other value means we are a child that inherited it,
-     * and must not touch kernel state shared with the parent. */
-    unsigned fork_gen;
-
     /* Set by a last aio_context_unref() on the thread that holds the
      * dispatch right; the outermost aio_poll of that thread destroys the
      * context on its way out. Dispatch-right holder only. */
@@ -334,6 +346,10 @@ struct AioContext {
 
     /* Accepts so far (poll.c); home thread only. */
     unsigned accepts;
+    /* The notify_seq value the last accept read: notifications up to it are
+     * accepted. Home thread only (blocking polls, an embedded check); a
+     * move of the home is ordered by the home word's compare-and-swap. */
+    uint64_t notify_seen;
     /* A host loop driving this context (embed.c). */
     AioEmbedState embed;
 

@@ -131,7 +131,9 @@ void aio_bh_schedule(AioBH *bh)
     unsigned old = atomic_fetch_or(&bh->flags, BH_RUNNABLE);
     if (!(old & BH_QUEUED)) {
         /* Pushed behind other pending BHs: their wake-up covers it. */
-        if (bh_push(ctx, bh)) {
+        bool first = bh_push(ctx, bh);
+        aio__call_hook(ctx, AIO_HOOK_BH_AFTER_PUSH);
+        if (first) {
             wake_sleeper(ctx);
         }
     } else if (!(old & BH_SCHEDULED)) {
@@ -189,7 +191,9 @@ int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *opaque)
     if (!bh) {
         return -ENOMEM;
     }
-    if (bh_push(ctx, bh)) {
+    bool first = bh_push(ctx, bh);
+    aio__call_hook(ctx, AIO_HOOK_BH_AFTER_PUSH);
+    if (first) {
         wake_sleeper(ctx);
     }
     return 0;

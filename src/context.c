@@ -50,7 +50,7 @@ AioContext *aio_context_new(void)
     atomic_init(&ctx->refcnt, 1);
     atomic_init(&ctx->home, aio__home_make(self));
     atomic_init(&ctx->notify_me, 0);
-    atomic_init(&ctx->notified, false);
+    atomic_init(&ctx->notify_seq, 0);
     atomic_init(&ctx->kick_pending, false);
     aio__mutex_init(&ctx->dispatch_lock);
     atomic_init(&ctx->dispatch_owner, 0);
@@ -153,11 +153,11 @@ int aio_context_after_fork(AioContext *ctx)
     ctx->be = fresh;
     ctx->fork_gen = aio__fork_generation();
     /* No poll of this process is sleeping (the header's precondition), so
-     * nobody owes or awaits a kick on the new object. notified stays set so
-     * that the first blocking poll comes round once. */
+     * nobody owes or awaits a kick on the new object. A notification is
+     * left pending so that the first blocking poll comes round once. */
     atomic_store(&ctx->notify_me, 0);
     atomic_store(&ctx->kick_pending, false);
-    atomic_store(&ctx->notified, true);
+    atomic_store(&ctx->notify_seq, ctx->notify_seen + 1);
     /* The forking thread is the child's only thread, and nothing blocks. */
     atomic_store(&ctx->home, aio__home_make(aio__thread_id()));
     return aio__sources_watch_all(ctx);

@@ -5,15 +5,17 @@
  * docs/wakeup-protocol.md is the long form. In short:
  *  - notify_me > 0 means "a blocking poll may be about to sleep or asleep";
  *    only then does aio_notify() pay for a system call (the backend's kick).
- *  - notified is a sticky "something happened" flag. aio_notify() sets it
- *    before it looks at notify_me; a blocking poll raises notify_me before
- *    it looks at notified and the work queues. With both pairs sequentially
+ *  - "notified", the sticky "something happened" state, is notify_seq
+ *    ahead of notify_seen. aio_notify() bumps notify_seq before it looks at
+ *    notify_me; a blocking poll that may sleep raises notify_me before it
+ *    looks at notify_seq and the work queues. With both pairs sequentially
  *    consistent, at least one side sees the other: either the poller sees
  *    the news and does not sleep, or the notifier sees the poller and kicks.
+ *    A poll that already knows it will not wait does not announce.
  *  - Only a blocking poll, which by construction runs on the home thread,
- *    clears notified and the kick ("accepts"). A non-blocking poll never
- *    touches either, so it cannot consume a wake-up that the home thread,
- *    asleep or about to be, still needs: QEMU's 2018 IOThread hang.
+ *    accepts (stores notify_seen) and clears the kick. A non-blocking poll
+ *    never touches either, so it cannot consume a wake-up that the home
+ *    thread, asleep or about to be, still needs: QEMU's 2018 IOThread hang.
  *  - kick_pending makes one kick serve every notification until the poll
  *    that consumes it: under a notification flood against a sleeping loop
  *    only the first aio_notify() of each sleep pays for the system call.
@@ -33,20 +35,22 @@ void aio_notify(AioContext *ctx)
      * aio_notify always stores"): without a fence it loses wake-ups (the
      * model's BUG_NOTIFY_SKIP_NO_FENCE), and with one it measured slower
      * than the store it saves. */
-    /* Store, then load: both seq_cst. This is the store->load pair of
+    /* Increment, then load: both seq_cst. This is the store->load pair of
      * Dekker's algorithm, the one reordering x86 also performs (through its
      * store buffer); weaker orders here reintroduce lost wake-ups on every
-     * CPU. The store is also a release of whatever the caller published
-     * (a queued BH, an armed timer) before calling us. */
-    atomic_store(&ctx->notified, true);
+     * CPU. The increment is also a release of whatever the caller published
+     * (a queued BH, an armed timer) before calling us. A read-modify-write,
+     * not a store of a new value: two notifiers must not both store the
+     * same one, or the poll that read the first would miss the second. */
+    atomic_fetch_add(&ctx->notify_seq, 1);
     /* A child that inherited ctx through fork() shares the wake-up object
      * with the parent: kicking it would only wake the parent for nothing. */
     if (atomic_load(&ctx->notify_me) > 0 && !aio__ctx_forked(ctx)) {
         /* Somebody kicked and the kick has not been consumed yet: the
          * wake-up object is signalled (or about to be, by that notifier), so
-         * the sleep ends anyway, and the poller re-reads notified after it
-         * re-arms kick_pending (see poll_blocking), so our news is not lost
-         * either. seq_cst, after our store to notified. The plain load
+         * the sleep ends anyway, and the poller re-reads notify_seq after it
+         * re-arms kick_pending (consume_and_accept), so our news is not lost
+         * either. seq_cst, after our increment. The plain load
          * first keeps a flood against a sleeping loop off the flag's cache
          * line: reading true is what the exchange would have read, and it
          * stores nothing. */
@@ -84,22 +88,32 @@ static void dispatch_release(AioContext *ctx)
     }
 }
 
-/* 0 when the poll must not sleep, else the timers' deadline (-1: none). */
-static int64_t sleep_timeout(AioContext *ctx)
+/* 0 when the poll must not sleep, else the timers' deadline (-1: none).
+ * *seq: the notify_seq read (seq_cst), which an accept may store as seen.
+ * Home thread. */
+static int64_t sleep_timeout_seq(AioContext *ctx, uint64_t *seq)
 {
-    if (atomic_load(&ctx->notified) || aio__bh_pending(ctx)) {
+    *seq = atomic_load(&ctx->notify_seq);
+    if (*seq != ctx->notify_seen || aio__bh_pending(ctx)) {
         return 0;
     }
     return aio__timers_timeout_ns(ctx);
 }
 
+static int64_t sleep_timeout(AioContext *ctx)
+{
+    uint64_t seq;
+    return sleep_timeout_seq(ctx, &seq);
+}
+
 /*
  * Adaptive polling: before sleeping, call the io_poll handlers for up to the
  * current window. notify_me stays 0 meanwhile, so aio_notify() costs the
- * notifier no system call; the loop sees its news in ctx->notified instead.
+ * notifier no system call; the loop sees its news in ctx->notify_seq instead.
  * Returns true when there is something to dispatch (do not sleep).
  */
-static bool busy_poll(AioContext *ctx, AioPollSet *set, int64_t timeout, bool *progress)
+static bool busy_poll(AioContext *ctx, AioPollSet *set, int64_t timeout, uint64_t *seq,
+                      bool *progress)
 {
     int64_t max = atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed);
     if (ctx->poll_ns > max) {
@@ -120,7 +134,7 @@ static bool busy_poll(AioContext *ctx, AioPollSet *set, int64_t timeout, bool *p
             *progress = true;
             return true;
         }
-        if (sleep_timeout(ctx) == 0) {
+        if (sleep_timeout_seq(ctx, seq) == 0) {
             return true;
         }
         aio__cpu_relax();
@@ -216,18 +230,18 @@ static void lower(AioContext *ctx)
     atomic_fetch_sub_explicit(&ctx->notify_me, 1, memory_order_release);
 }
 
-static bool lower_and_accept(AioContext *ctx, bool kicked)
+/* N5 and N6. seq: a notify_seq value read (seq_cst) after the wait, or, by
+ * a poll that did not announce, the one that told it not to wait. */
+static bool consume_and_accept(AioContext *ctx, bool kicked, const uint64_t *seq)
 {
-    lower(ctx);
-
     /* Consume the kick, then re-arm kick_pending, in this order: a notifier
      * that finds kick_pending false after the re-arm kicks again, and its
      * kick() comes after our clear_kick(), so the object stays signalled
      * and the invariant holds (clearing after re-arming could eat that
      * kick and leave kick_pending true over a silent object: a lost
      * wake-up). A notifier that still found it true skipped its kick; its
-     * store to notified precedes its exchange, which precedes our re-arm
-     * (all seq_cst), so the exchange of notified below sees its news.
+     * increment of notify_seq precedes its exchange, which precedes our
+     * re-arm (all seq_cst), so the load of notify_seq below sees its news.
      * Without a kick we leave kick_pending alone: the object is still
      * signalled and the next sleep returns at once and re-arms. */
     if (kicked) {
@@ -235,20 +249,35 @@ static bool lower_and_accept(AioContext *ctx, bool kicked)
         atomic_store(&ctx->kick_pending, false);
     }
 
-    /* Accept. An exchange, not a store: reading the notifier's 'true'
-     * synchronizes with its release, so the work it published before
-     * notifying is visible to the dispatch below. A notification that comes
-     * after the exchange leaves notified set for the next blocking poll. */
-    /* A plain (seq_cst) load first: reading false is what the exchange
-     * would have read, at the same place in the total order, and it stores
-     * nothing; a descriptor wake-up, which has no notification, then pays
-     * no locked instruction here. Reading true, the exchange below reads
-     * that true or a later one. */
-    bool was = atomic_load(&ctx->notified) && atomic_exchange(&ctx->notified, false);
+    /* Accept: everything up to the value read is seen. The load reads from
+     * the notifiers' chain of read-modify-writes, a release sequence, so it
+     * synchronizes with every aio_notify() counted in it: the work they
+     * published is visible to the dispatch below. A notification counted
+     * after it leaves notify_seq ahead of notify_seen, pending for the next
+     * blocking poll. A load where there was an exchange of a flag: the
+     * accept stores nothing on the notifiers' line, so a flood against an
+     * awake loop loses that line once per loop iteration (this read), not
+     * three or four times. An earlier read (a poll that did not announce
+     * accepts the value that told it not to wait) only leaves more pending,
+     * unless this poll consumed a kick: the kick's news may be counted after
+     * that read, and the sleep the kick was for may be a host loop's that
+     * is already announced on older parameters (src/embed.c), which only
+     * an accept of that news passes on. So after a kick, read again, after
+     * the re-arm (the model's embed-correct finds the lost wake-up
+     * otherwise). */
+    uint64_t now = seq && !kicked ? *seq : atomic_load(&ctx->notify_seq);
+    bool was = now != ctx->notify_seen;
+    ctx->notify_seen = now;
     /* An embedded check compares this to know whether a nested blocking
      * poll has run (and consumed readiness) since. */
     ctx->accepts++;
     return was;
+}
+
+static bool lower_and_accept(AioContext *ctx, bool kicked)
+{
+    lower(ctx);
+    return consume_and_accept(ctx, kicked, NULL);
 }
 
 /* now: never sleep, but still look at the wake-up object (an embedded
@@ -259,10 +288,17 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool n
 {
     bool polling = !now && atomic_load_explicit(&ctx->poll_max_ns, memory_order_relaxed) > 0;
     int64_t start = polling ? aio__clock_ns() : 0;
-    int64_t timeout = now ? 0 : sleep_timeout(ctx);
-    if (timeout != 0 && polling && busy_poll(ctx, set, timeout, progress)) {
+    uint64_t seq = 0;
+    int64_t timeout = now ? 0 : sleep_timeout_seq(ctx, &seq);
+    if (timeout != 0 && polling && busy_poll(ctx, set, timeout, &seq, progress)) {
         timeout = 0;
     }
+    /* A poll that already knows it will not wait does not announce: no
+     * sleep follows, so no notifier needs to see it (N1 protects only a
+     * sleep), and an awake loop then writes nothing that aio_notify() reads.
+     * An embedded dispatch (now) still announces, as the host's check does:
+     * every accept there lowers one announcement (src/embed.c). */
+    bool announce = timeout != 0 || now;
 
     /* The outermost poll gives up the dispatch right while it sleeps, so
      * that other threads' non-blocking polls can make progress meanwhile.
@@ -273,11 +309,13 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool n
     }
 
     /* Announce the sleep. A seq_cst read-modify-write: the loads of
-     * notified, the BH list and the timers in sleep_timeout() cannot be
+     * notify_seq, the BH list and the timers in sleep_timeout() cannot be
      * performed before this increment is visible to aio_notify(). */
-    atomic_fetch_add(&ctx->notify_me, 1);
+    if (announce) {
+        atomic_fetch_add(&ctx->notify_me, 1);
+    }
     if (timeout != 0) {
-        timeout = sleep_timeout(ctx);
+        timeout = sleep_timeout_seq(ctx, &seq);
     }
     aio__call_hook(ctx, AIO_HOOK_BEFORE_SLEEP);
     bool kicked = false;
@@ -292,7 +330,8 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool n
         }
     }
     aio__call_hook(ctx, AIO_HOOK_AFTER_SLEEP);
-    bool accepted = lower_and_accept(ctx, kicked);
+    bool accepted = announce ? lower_and_accept(ctx, kicked)
+                             : consume_and_accept(ctx, kicked, &seq);
     if (ctx->embed.announced &&
         (accepted || (set->ws.nready > 0 && ctx->ops->embed_arm))) {
         /* A nested poll inside a host loop's announced sleep (src/embed.c):

@@ -19,9 +19,10 @@
  * still going to check the condition under a lock the kicker released after
  * its write) and notifies, or the waiter's read sees the write. A kick that
  * lands between the waiter's check and its sleep is not lost: aio_notify()
- * leaves `notified` set, and the blocking poll does not sleep on it. No
- * generation counter is needed on top: the context's sticky `notified` flag
- * is already the "something happened since you looked" bit, per context.
+ * leaves a notification pending, and the blocking poll does not sleep on
+ * it. No generation counter is needed on top: the context's notify_seq,
+ * ahead of what its home thread accepted, is already the "something
+ * happened since you looked" state, per context.
  */
 #include "aio-internal.h"
 

@@ -332,17 +332,38 @@ Test(embed, nested_blocking_poll_after_prepare_leaves_host_wakeable, .timeout = 
  * timer existed (none). The nested poll must pass the news on, or the timer
  * never fires. Likewise a registration made there, which the host in
  * descriptor-set mode does not watch yet. */
-Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
+/* An embedded context with an idle descriptor, so that a nested poll really
+ * waits (timeout 0) and so sees and consumes a kick, prepared by the host:
+ * its sleep is announced, with no timeout. */
+static AioContext *prepared_over_an_idle_reader(fd_reader *rd)
 {
     AioContext *ctx = embedded_new();
-    /* An idle descriptor, so that the nested poll really waits (timeout 0)
-     * and so sees and consumes the kick. */
-    fd_reader rd;
-    reader_open(ctx, &rd);
+    reader_open(ctx, rd);
     cr_assert(host_run_idle(ctx));
     int64_t ns;
     cr_assert_eq(aio_embed_prepare(ctx, &ns), 0);
     cr_assert_eq(ns, -1);
+    return ctx;
+}
+
+/* The host sleeps with what prepare said (no timeout): news of the timer
+ * must wake it, and the timer then fires, not early. Frees t, rd and ctx. */
+static void host_sleep_reaches_the_timer(AioContext *ctx, fd_reader *rd, AioTimer *t,
+                                         timer_probe *tp, const char *what)
+{
+    host_iter it = host_sleep_check_dispatch(ctx, -1, HOST_BOUND_MS);
+    cr_assert(!(it.lost), "host slept past a timer armed %s: lost wake-up", what);
+    cr_assert(host_run_until(ctx, &tp->fired, 1));
+    cr_assert_geq(tp->fired_at, tp->deadline);
+    aio_timer_free(t);
+    reader_close(ctx, rd);
+    embedded_free(ctx);
+}
+
+Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
+{
+    fd_reader rd;
+    AioContext *ctx = prepared_over_an_idle_reader(&rd);
     /* The host callback. */
     timer_probe tp = {0};
     AioTimer *t = aio_timer_new(ctx, timer_cb, &tp);
@@ -355,14 +376,79 @@ Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
     aio_bh_schedule_oneshot(ctx, tc_count_cb, &x);
     cr_assert_eq(aio_poll(ctx, true), 1);
     cr_assert_eq(atomic_load(&tp.fired), 0, "the nested poll ran after the timer's deadline");
-    /* The host sleeps with what prepare said. */
-    host_iter it = host_sleep_check_dispatch(ctx, ns, HOST_BOUND_MS);
-    cr_assert(!(it.lost), "host slept past a timer armed under a nested poll: lost wake-up");
-    cr_assert(host_run_until(ctx, &tp.fired, 1));
-    cr_assert_geq(tp.fired_at, tp.deadline);
-    aio_timer_free(t);
-    reader_close(ctx, &rd);
-    embedded_free(ctx);
+    host_sleep_reaches_the_timer(ctx, &rd, t, &tp, "under a nested poll");
+}
+
+/* The same news, but it comes while the nested poll is under way. Another
+ * thread schedules a BH and is held after the push, before its wake-up: the
+ * nested poll finds the BH but no notification, so it will not wait and
+ * does not announce. Held again after that look, it lets the thread go on:
+ * the BH's wake-up notifies and kicks (the host's announcement is up), and
+ * the thread arms a timer, which notifies too. The nested poll's wait
+ * (timeout 0, over an idle descriptor) then consumes the kick. Having
+ * consumed it, the poll must accept again, not only what it read before the
+ * kick, and pass the news on: the host sleeps on that kick with the timeout
+ * prepare computed before the timer existed (none). The model's
+ * BUG_STALE_ACCEPT_AFTER_KICK. */
+typedef struct late_news {
+    AioContext *ctx;
+    AioTimer *t;
+    int64_t deadline;
+    atomic_int ran;
+    atomic_int pushed;  /* the other thread is held after its push */
+    atomic_int looked;  /* the nested poll has looked (N0) */
+    atomic_int sent;    /* the other thread's wake-up and timer are done */
+    atomic_int missed;  /* a hold ran into its bound */
+} late_news;
+
+static void late_news_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    late_news *n = opaque;
+    (void)ctx;
+    if (point == AIO_HOOK_BH_AFTER_PUSH) {
+        atomic_store(&n->pushed, 1);
+        if (!tsup_wait_flag(&n->looked, TC_BOUND_MS)) {
+            atomic_store(&n->missed, 1);
+        }
+    } else if (point == AIO_HOOK_BEFORE_SLEEP && atomic_load(&n->pushed) &&
+               !atomic_exchange(&n->looked, 1)) {
+        if (!tsup_wait_flag(&n->sent, TC_BOUND_MS)) {
+            atomic_store(&n->missed, 1);
+        }
+    }
+}
+
+static void late_news_sender(void *p)
+{
+    late_news *n = p;
+    aio_bh_schedule_oneshot(n->ctx, tc_count_cb, &n->ran);
+    aio_timer_mod(n->t, n->deadline);
+    atomic_store(&n->sent, 1);
+}
+
+Test(embed, nested_poll_that_consumes_a_kick_passes_its_news_on, .timeout = 30)
+{
+    fd_reader rd;
+    AioContext *ctx = prepared_over_an_idle_reader(&rd);
+    /* The host callback. 200 ms: see the test above. */
+    timer_probe tp = {0};
+    late_news n = {.ctx = ctx, .t = aio_timer_new(ctx, timer_cb, &tp)};
+    tp.deadline = n.deadline = aio_clock_ns() + 200000000;
+    AioContextStats s0 = {.size = sizeof(AioContextStats)}, s1 = s0;
+    cr_assert_eq(aio_context_get_stats(ctx, &s0), 0);
+    aio__set_test_hook(ctx, late_news_hook, &n);
+    tc_thread *th = tc_thread_start(late_news_sender, &n);
+    cr_assert(tsup_wait_flag(&n.pushed, TC_BOUND_MS));
+    cr_assert_eq(aio_poll(ctx, true), 1);
+    cr_assert(tc_thread_join(th, TC_BOUND_MS));
+    aio__set_test_hook(ctx, NULL, NULL);
+    cr_assert_eq(aio_context_get_stats(ctx, &s1), 0);
+    cr_assert(!atomic_load(&n.missed), "a hold ran into its bound: not exercised");
+    cr_assert_eq(atomic_load(&n.ran), 1);
+    cr_assert_eq(s1.notify_syscalls - s0.notify_syscalls, 1,
+                 "the BH's wake-up under the host's announcement did not kick: not exercised");
+    cr_assert_eq(atomic_load(&tp.fired), 0, "the nested poll ran after the timer's deadline");
+    host_sleep_reaches_the_timer(ctx, &rd, n.t, &tp, "while a nested poll consumed its kick");
 }
 
 /* A handler that leaves its descriptor readable (one byte of two read) is

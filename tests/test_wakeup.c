@@ -274,6 +274,46 @@ Test(wakeup, wakeup_is_consumed_by_blocking_poll, .timeout = 30)
     aio_context_unref(ctx);
 }
 
+/* A blocking poll that finds a notification pending will not wait, so it
+ * does not announce itself (N1): a notification made meanwhile costs no
+ * system call, since nothing sleeps. It accepts only what it read before it
+ * decided (its wait, if any, consumed no kick), so the later notification
+ * stays pending: the next blocking poll returns without sleeping, and the
+ * one after sleeps (rescued by the bound). The hook notifies from the home
+ * thread itself, at AIO_HOOK_BEFORE_SLEEP, which a poll reaches whether or
+ * not it sleeps. */
+static void notify_at_before_sleep(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    atomic_int *left = opaque;
+    if (point == AIO_HOOK_BEFORE_SLEEP && atomic_fetch_sub(left, 1) > 0) {
+        aio_notify(ctx);
+    }
+}
+
+Test(wakeup, poll_that_will_not_wait_does_not_announce, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    AioContextStats a = {.size = sizeof(AioContextStats)}, b = a, c = a;
+    cr_assert_eq(aio_context_get_stats(ctx, &a), 0);
+    aio_notify(ctx);
+    atomic_int left = 1;
+    aio__set_test_hook(ctx, notify_at_before_sleep, &left);
+    cr_assert_geq(aio_poll(ctx, true), 0);
+    aio__set_test_hook(ctx, NULL, NULL);
+    cr_assert_leq(atomic_load(&left), 0, "the poll never reached AIO_HOOK_BEFORE_SLEEP");
+    cr_assert_eq(aio_context_get_stats(ctx, &b), 0);
+    cr_assert_eq(b.notify_syscalls - a.notify_syscalls, 0,
+                 "a notification during a poll that had news kicked: it announced itself");
+    cr_assert_eq(b.sleeps - a.sleeps, 0);
+    tc_poll_result res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert(!res.rescued, "the notification made during the first poll was lost");
+    cr_assert_eq(aio_context_get_stats(ctx, &c), 0);
+    cr_assert_eq(c.sleeps - b.sleeps, 0, "the second poll slept although a notification was pending");
+    res = tc_poll_blocking_bounded(ctx, 200);
+    cr_assert(res.rescued, "blocking polls keep returning without any notification");
+    aio_context_unref(ctx);
+}
+
 /* ---- The same race with real timing, many rounds ------------------------- */
 
 typedef struct race {
@@ -361,6 +401,68 @@ Test(wakeup, race_with_real_timing, .timeout = 120)
     cr_assert(tc_thread_join(t, TC_BOUND_MS), "other thread did not finish");
     cr_assert_eq(atomic_load(&rc.errors), 0, "other thread saw aio_poll errors");
     aio_context_unref(rc.ctx);
+}
+
+/* ---- Notifications only, in bursts, against a home loop ------------------ */
+
+/* A notifier stores a round number and notifies one to three times, with
+ * random gaps; the home thread loops aio_poll(ctx, true) and acknowledges
+ * the number it reads after each return. A burst leaves news pending, so
+ * the next blocking poll does not wait and does not announce, and accepts
+ * only what it read first; the notifications after that read must still
+ * bring a later poll back. A lost one leaves the home thread asleep with
+ * the round unacknowledged: the notifier's bounded wait names the round,
+ * then rescues it. AIOPOLL_NOTIFY_BURST_ROUNDS (default 20000). */
+typedef struct burst {
+    AioContext *ctx;
+    int rounds;
+    atomic_int value;
+    atomic_int ack;
+    atomic_int lost;
+    uint32_t seed;
+} burst;
+
+static void burst_notifier(void *p)
+{
+    burst *b = p;
+    for (int i = 1; i <= b->rounds; i++) {
+        uint32_t r = tc_rand(&b->seed);
+        atomic_store(&b->value, i);
+        for (int k = 0; k <= (int)(r % 3); k++) {
+            aio_notify(b->ctx);
+            if (r & (0x10u << k)) {
+                tsup_yield();
+            }
+        }
+        if (!tsup_wait_at_least(&b->ack, i, TC_BOUND_MS)) {
+            atomic_store(&b->lost, i);
+            while (atomic_load(&b->ack) < i) {
+                aio_notify(b->ctx);
+                tsup_sleep_ms(10);
+            }
+        }
+        if ((r >> 8) % 8 == 0) {
+            tsup_sleep_us((int)((r >> 12) % 50));
+        }
+    }
+}
+
+Test(wakeup, stress_notification_bursts_against_a_home_loop, .timeout = 120)
+{
+    burst b = {.rounds = (int)tc_env_long("AIOPOLL_NOTIFY_BURST_ROUNDS", 20000),
+               .seed = 0x2545f491u};
+    b.ctx = tc_ctx_new();
+    tc_thread *t = tc_thread_start(burst_notifier, &b);
+    while (atomic_load(&b.ack) < b.rounds) {
+        int r = aio_poll(b.ctx, true);
+        cr_assert_geq(r, 0, "aio_poll: %s", aio_strerror(r));
+        atomic_store(&b.ack, atomic_load(&b.value));
+    }
+    cr_assert(tc_thread_join(t, TC_BOUND_MS), "the notifier did not finish");
+    cr_assert_eq(atomic_load(&b.lost), 0,
+                 "round %d: home thread still asleep %d ms after its notifications: "
+                 "lost wake-up", atomic_load(&b.lost), TC_BOUND_MS);
+    aio_context_unref(b.ctx);
 }
 
 /* ---- Dispatch-right contention ------------------------------------------- */

@@ -116,6 +116,7 @@ check correct-hc-last        verify "-DHC_LAST"                "$SAFETY" ""
 for bug in BUG_NONBLOCKING_ACCEPT BUG_NO_BARRIER \
            BUG_NO_BARRIER_POLL BUG_CLEAR_AFTER_REARM BUG_TWO_BLOCKERS \
            BUG_NB_NO_RIGHT BUG_TAKE_NOT_ATOMIC BUG_NOTIFY_SKIP_NO_FENCE \
+           BUG_ANNOUNCE_AFTER_CHECK \
            BUG_BH_WAKE_LOAD_FIRST; do
     check "$bug"             bite   "-D$bug"                   "$BUGORDER" ""
 done
@@ -165,7 +166,8 @@ check embed-correct-pass-on  verify "-DEMBED -DPASS_ON -DNB_POLLS=1" "$SAFETY" "
 check embed-BUG_NB_NO_PASS_ON bite  "-DEMBED -DPASS_ON -DNB_POLLS=1 -DBUG_NB_NO_PASS_ON" "$BUGORDER" ""
 check embed-et-BUG_NB_SEES_ET_KICK bite "-DEMBED -DBUG_NB_SEES_ET_KICK" "$BUGORDER" ""
 for bug in BUG_EMBED_NO_ANNOUNCE BUG_EMBED_ANNOUNCE_FLAG BUG_EMBED_NESTED_NO_PASS_ON \
-           BUG_EMBED_ANNOUNCE_LATE BUG_NONBLOCKING_ACCEPT BUG_BH_WAKE_LOAD_FIRST; do
+           BUG_EMBED_ANNOUNCE_LATE BUG_NONBLOCKING_ACCEPT BUG_BH_WAKE_LOAD_FIRST \
+           BUG_STALE_ACCEPT_AFTER_KICK; do
     check "embed-$bug"       bite   "-DEMBED -D$bug"           "$BUGORDER" ""
 done
 # Its liveness form: the host ends up awake whenever work is outstanding.

@@ -30,6 +30,10 @@
  *   BUG_NB_NO_PASS_ON       a non-blocking poll on another thread that ran
  *                           BHs does not notify: the home thread sleeps
  *                           while its caller waits for what they did
+ *   BUG_ANNOUNCE_AFTER_CHECK  the poll announces only once N0 found that it
+ *                           will sleep, and does not look again (N2) after
+ *                           announcing: the wrong form of "a poll that will
+ *                           not wait does not announce"
  *   BUG_NOTIFY_SKIP_NO_FENCE  aio_notify() returns early when it loads
  *                           notified set, with no fence before the load: the
  *                           caller's work may become visible after the load
@@ -51,6 +55,10 @@
  *   BUG_NONBLOCKING_ACCEPT       as above, against the host's sleep
  *   BUG_EMBED_ANNOUNCE_LATE      prepare looks for work (N2) before it
  *                                announces (N1)
+ *   BUG_STALE_ACCEPT_AFTER_KICK  a nested poll that did not announce consumes
+ *                                the kick and accepts only what N0 read: the
+ *                                kick's news, counted later, is not passed on
+ *                                to the host's announced sleep
  * The liveness form runs with -DEMBED too (-DLTL, pan -a -f), with one
  * work item per producer (-DROUNDS=1) to keep it to seconds.
  * -DFUTEX_KICK: the eventfd backends' two-place wake-up object
@@ -395,34 +403,56 @@ inline blocking_poll(home, pass_on)
     :: home -> hc_pending = false                    /* sources_begin_walk: new snapshot */
     :: else
     fi;
-N0: /* first sleep_timeout(): decides drop_right */
+N0: /* first sleep_timeout(): decides drop_right and the announcement.
+     * 'notified' is notify_seq != notify_seen: notifiers only bump the
+     * counter and only this thread stores notify_seen, so a load of the
+     * counter that finds it ahead is an exchange of the flag when the poll
+     * then stores what it read.  A poll that will not wait does exactly
+     * that, at this load: it accepts here and does not announce (pann). */
     if
-    :: notified -> sleepy = false
+    :: atomic { notified -> notified = false; acc = true; sleepy = false;
+                GHOST(if                             /* reading the pass-on's store */
+                :: home && news -> unseen = false; news = false
+                :: else
+                fi) }
     :: else ->
        if
        :: stack != 0 -> sleepy = false
        :: else -> sleepy = true
        fi
     fi;
+    pann = sleepy;
     if
     :: sleepy -> dropped = true; dispatch_lock = false   /* release the right while asleep */
     :: else
     fi;
-N1:
-#if defined(BUG_EMBED_ANNOUNCE_FLAG)
-    notify_me = 1;                                   /* a flag, not a count */
-#elif defined(BUG_NO_BARRIER_POLL)
-    /* The raise may stay in the store buffer past the loads of N2. */
+N1: /* only a poll that may sleep announces */
     if
-    :: notify_me++; n1done = true
-    :: n1done = false
-    fi;
+    :: pann ->
+#if defined(BUG_EMBED_ANNOUNCE_FLAG)
+       notify_me = 1;                                /* a flag, not a count */
+#elif defined(BUG_NO_BARRIER_POLL)
+       /* The raise may stay in the store buffer past the loads of N2. */
+       if
+       :: notify_me++; n1done = true
+       :: n1done = false
+       fi;
 #else
-    notify_me++;                                     /* seq_cst RMW */
+       notify_me++;                                  /* seq_cst RMW */
 #endif
+       skip
+    :: else
+    fi;
 N2: /* second sleep_timeout(), only if the first said "may sleep" */
     if
+#ifdef BUG_ANNOUNCE_AFTER_CHECK
+    /* Announced because N0 found nothing, with no second look: a
+     * notification or a BH between N0 and N1 saw notify_me == 0. */
+    :: sleepy -> skip
+    :: false ->
+#else
     :: sleepy ->
+#endif
        atomic {
            if
            :: home -> owed = false                   /* from here on, a notify must wake us */
@@ -447,7 +477,7 @@ N2: /* second sleep_timeout(), only if the first said "may sleep" */
     fi;
 #ifdef BUG_NO_BARRIER_POLL
     if
-    :: !n1done -> notify_me++                        /* the system call drains it at the latest */
+    :: pann && !n1done -> notify_me++                /* the system call drains it at the latest */
     :: else
     fi;
     n1done = false;
@@ -545,11 +575,17 @@ sleep:  /* ops->wait(timeout -1, with_kick): blocks until the kick is set */
 #endif
        fi
     fi;
+N4: /* only what N1 raised */
+    if
+    :: pann ->
 #ifdef BUG_EMBED_ANNOUNCE_FLAG
-N4: notify_me = 0;                                   /* takes the host's down too */
+       notify_me = 0;                                /* takes the host's down too */
 #else
-N4: notify_me--;                                     /* release */
+       notify_me--;                                  /* release */
 #endif
+       skip
+    :: else
+    fi;
 N5:
     if
     :: kicked ->
@@ -579,14 +615,26 @@ N5:
 #endif
     :: else
     fi;
-N6: atomic {                                         /* exchange: accept */
-        acc = notified;
-        GHOST(if                                     /* reading the pass-on's store */
-        :: home && acc && news -> unseen = false; news = false
-        :: else
-        fi);
-        notified = false
-    };
+N6: /* accept: the load of notify_seq, then notify_seen = what it read (the
+     * flag's exchange); a poll that did not announce accepted at N0, and
+     * accepts again after consuming a kick, whose news may have come since */
+    if
+#ifdef BUG_STALE_ACCEPT_AFTER_KICK
+    :: pann ->
+#else
+    :: pann || kicked ->
+#endif
+       atomic {
+           GHOST(if                                  /* reading the pass-on's store */
+           :: home && notified && news -> unseen = false; news = false
+           :: else
+           fi);
+           acc = acc || notified;                    /* N0's accept and this one: the code's
+                                                      * one comparison with notify_seen */
+           notified = false
+       }
+    :: else
+    fi;
 #ifndef BUG_EMBED_NESTED_NO_PASS_ON
     if
     :: pass_on && acc ->                             /* a host sleep is announced on
@@ -613,12 +661,12 @@ N7: dispatch();
     :: else
     fi);
     dispatch_lock = false;                           /* dispatch_release */
-    sleepy = false; kicked = false; dropped = false;
+    sleepy = false; kicked = false; dropped = false; pann = false;
 }
 
 proctype Blocking(bool home)
 {
-    bool sleepy, kicked, dropped, n1done, acc, old;
+    bool sleepy, kicked, dropped, n1done, acc, old, pann;
     byte mine, seen;
     byte rounds = 0;
 
@@ -649,7 +697,7 @@ out:
 
 proctype Host()
 {
-    bool sleepy, kicked, dropped, n1done, acc, old;   /* the nested poll's */
+    bool sleepy, kicked, dropped, n1done, acc, old, pann;   /* the nested poll's */
     bool announced, hsleepy;
     byte mine, seen;
     byte nested = NESTED;
