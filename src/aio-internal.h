@@ -257,30 +257,26 @@ struct AioContext {
      * set_home_thread cannot slip between. */
     _Atomic uint64_t home;
 
-    /* The wake-up protocol (poll.c; docs/wakeup-protocol.md), on a cache
-     * line of its own: everything aio_notify() reads or writes, and nothing
-     * an awake loop writes. The padding on both sides keeps the loop's
-     * per-iteration stores (the home word and the dispatch right above,
-     * the stats and the BH stack below) off it, so that a notifier loses
-     * the line only when the loop reads notify_seq. 16 bytes at a 16-byte
-     * offset (malloc's alignment) never straddle two 64-byte lines. */
+    /* The wake-up protocol (poll.c; docs/wakeup-protocol.md), on cache
+     * lines of their own: what aio_notify() reads or writes while no poll
+     * is announced, and nothing an awake loop writes. The pads keep every
+     * other field at least 64 bytes away, so whichever lines these words
+     * occupy hold nothing else: the loop's per-iteration stores (the home
+     * word and the dispatch right above, the stats and the BH stack below)
+     * never take them from a notifier, which loses them only when the loop
+     * reads notify_seq. */
     char notify_pad_before[64];
     /* Bumped by every aio_notify(); a notification is pending while it
      * differs from notify_seen. Only notifiers write it: a loop that accepts
      * stores its own copy instead of clearing a flag here, so an accept
      * takes nothing away from a notifier that is flooding. */
-    _Alignas(16) _Atomic uint64_t notify_seq;
+    _Atomic uint64_t notify_seq;
     atomic_int notify_me;  /* >0: a blocking poll may be sleeping */
     /* True from the aio_notify() that decided to kick until the blocking
      * poll that consumed the kick re-arms it: later notifiers skip the
      * redundant system call. Invariant: while true, the wake-up object is
      * signalled or its signalling notifier is on its way to kick(). */
     atomic_bool kick_pending;
-    /* fork() (context.c): aio__fork_generation() when this process got
-     * the context. Any other value means we are a child that inherited it,
-     * and must not touch kernel state shared with the parent. Here because
-     * every aio_notify() reads it. */
-    unsigned fork_gen;
     char notify_pad_after[64];
 
     /* The dispatch right: who may run callbacks. Recursive for the thread
@@ -338,6 +334,12 @@ struct AioContext {
     _Atomic int64_t poll_grow;
     _Atomic int64_t poll_shrink;
     int64_t poll_ns; /* current window; dispatch-right holder only */
+
+    /* fork() (context.c): aio__fork_generation() when this process got
+     * the context. Any other value means we are a child that inherited it,
+     * and must not touch kernel state shared with the parent. Read by every
+     * poll, and by aio_notify() only when it is about to kick. */
+    unsigned fork_gen;
 
     /* Set by a last aio_context_unref() on the thread that holds the
      * dispatch right; the outermost aio_poll of that thread destroys the

@@ -47,9 +47,10 @@ typedef enum AioHookPoint {
      * SCHEDULED) and run it: a schedule from here on finds it scheduled
      * and adds nothing but its writes to the coming run. */
     AIO_HOOK_BH_BEFORE_CLAIM,
-    /* aio_bh_schedule(), the scheduling thread: the BH is on the pending
-     * stack, and the wake-up (the load of notify_me and, if a poll is
-     * announced, the notification) is still to come. A poll that looks
+    /* aio_bh_schedule() and aio_bh_schedule_oneshot(), the scheduling
+     * thread, after a push (not for a BH already queued): the BH is on the
+     * pending stack, and the wake-up (the load of notify_me and, if a poll
+     * is announced, the notification) is still to come. A poll that looks
      * from here on finds the BH but not yet its notification. */
     AIO_HOOK_BH_AFTER_PUSH,
     /* The last unref, on its thread: the worker pool has dropped the work

@@ -14,7 +14,7 @@
  * list (those that ever created a VIRTUAL timer) after the change is made.
  * That is the same Dekker pair as any aio_notify(): a poll announces itself
  * (notify_me) before it reads the virtual clock for its timeout, the
- * changer writes the clock before it sets notified, so either the poll sees
+ * changer writes the clock before it notifies, so either the poll sees
  * the new clock or the changer sees the poll and kicks it.
  */
 #include "aio-internal.h"

@@ -157,7 +157,7 @@ int aio_context_after_fork(AioContext *ctx)
      * left pending so that the first blocking poll comes round once. */
     atomic_store(&ctx->notify_me, 0);
     atomic_store(&ctx->kick_pending, false);
-    atomic_store(&ctx->notify_seq, ctx->notify_seen + 1);
+    atomic_fetch_add(&ctx->notify_seq, 1);
     /* The forking thread is the child's only thread, and nothing blocks. */
     atomic_store(&ctx->home, aio__home_make(aio__thread_id()));
     return aio__sources_watch_all(ctx);

@@ -75,8 +75,8 @@ static void embed_release(AioContext *ctx)
 }
 
 /* Takes the host's announcement back without accepting (N4 alone): no host
- * sleep follows it. A kick it caused stays signalled and notified stays set,
- * for the next blocking poll to accept. */
+ * sleep follows it. A kick it caused stays signalled and the notification
+ * pending, for the next blocking poll to accept. */
 static void lower_announcement(AioContext *ctx)
 {
     if (ctx->embed.announced) {
@@ -362,7 +362,7 @@ void aio__embed_stale(AioContext *ctx)
         return;
     }
     e->passed_on = true;
-    /* Fallback: one kick, without notified (setting notified would make
+    /* Fallback: one kick, without a notification (notifying would make
      * every further nested poll of a wait loop accept it and kick again: a
      * spin). kick_pending's invariant holds: set, then signalled. A later
      * nested poll of a loop may consume this kick; hosts that run callbacks
@@ -426,8 +426,8 @@ int aio_embed_check(AioContext *ctx)
              * and kick_pending says a notifier kicks (or has kicked): skip
              * the zero-timeout wait, the round trip's one system call more
              * than aio_poll's. Accepting on kick_pending is safe: it is set
-             * before the kick (seq_cst), so the notification's notified is
-             * visible to our accept, and clear_kick before the re-arm of
+             * before the kick (seq_cst), after the notification's increment
+             * of notify_seq, which our accept therefore reads, and clear_kick before the re-arm of
              * kick_pending below can at worst miss a kick still on its way,
              * which then stays signalled with kick_pending false: a spurious
              * wake-up of the next sleep, never a lost one (the converse,

@@ -496,7 +496,8 @@ bool aio__lower_and_accept(AioContext *ctx, bool kicked)
 void aio__lower(AioContext *ctx)
 {
     /* N4 without N5/N6, as a blocking poll that saw no kick: the object
-     * stays signalled if it was, and notified for whoever accepts next. */
+     * stays signalled if it was, and the notification pending for whoever
+     * accepts next. */
     lower(ctx);
 }
 

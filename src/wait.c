@@ -105,7 +105,7 @@ void aio_wait_kick(void)
     }
     aio__mutex_lock(&waiters_lock);
     /* Nested waits of one context appear once per wait: notifying twice
-     * is harmless (the second finds notified already set). */
+     * is harmless (the second only counts one more notification). */
     for (Waiter *w = waiters; w; w = w->next) {
         aio_notify(w->ctx);
     }
