@@ -104,6 +104,17 @@ static void wake_sleeper(AioContext *ctx)
     }
 }
 
+/* Queues bh and wakes a sleeper for it. Pushed behind other pending BHs,
+ * it needs no wake-up of its own: theirs covers it. */
+static void push_and_wake(AioContext *ctx, AioBH *bh)
+{
+    bool first = bh_push(ctx, bh);
+    aio__call_hook(ctx, AIO_HOOK_BH_AFTER_PUSH);
+    if (first) {
+        wake_sleeper(ctx);
+    }
+}
+
 AioBH *aio_bh_new(AioContext *ctx, AioHandler *cb, void *opaque)
 {
     if (!ctx || !cb) {
@@ -130,12 +141,7 @@ void aio_bh_schedule(AioBH *bh)
      * scheduled BH"). */
     unsigned old = atomic_fetch_or(&bh->flags, BH_RUNNABLE);
     if (!(old & BH_QUEUED)) {
-        /* Pushed behind other pending BHs: their wake-up covers it. */
-        bool first = bh_push(ctx, bh);
-        aio__call_hook(ctx, AIO_HOOK_BH_AFTER_PUSH);
-        if (first) {
-            wake_sleeper(ctx);
-        }
+        push_and_wake(ctx, bh);
     } else if (!(old & BH_SCHEDULED)) {
         /* Queued but cancelled: the wake-up its queuing made may have been
          * consumed already, by a poll that then found it cancelled. It is
@@ -191,11 +197,7 @@ int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *opaque)
     if (!bh) {
         return -ENOMEM;
     }
-    bool first = bh_push(ctx, bh);
-    aio__call_hook(ctx, AIO_HOOK_BH_AFTER_PUSH);
-    if (first) {
-        wake_sleeper(ctx);
-    }
+    push_and_wake(ctx, bh);
     return 0;
 }
 

@@ -427,8 +427,8 @@ int aio_embed_check(AioContext *ctx)
              * the zero-timeout wait, the round trip's one system call more
              * than aio_poll's. Accepting on kick_pending is safe: it is set
              * before the kick (seq_cst), after the notification's increment
-             * of notify_seq, which our accept therefore reads, and clear_kick before the re-arm of
-             * kick_pending below can at worst miss a kick still on its way,
+             * of notify_seq, which our accept therefore reads; and
+             * clear_kick before the re-arm of kick_pending below can at worst miss a kick still on its way,
              * which then stays signalled with kick_pending false: a spurious
              * wake-up of the next sleep, never a lost one (the converse,
              * kick_pending true over a silent object, cannot arise). Not

@@ -326,12 +326,6 @@ Test(embed, nested_blocking_poll_after_prepare_leaves_host_wakeable, .timeout = 
     embedded_free(ctx);
 }
 
-/* The same, but the host callback arms a timer before its nested poll: the
- * nested poll accepts the timer's notification (the deadline is not due yet)
- * and the host then sleeps with the timeout prepare computed before the
- * timer existed (none). The nested poll must pass the news on, or the timer
- * never fires. Likewise a registration made there, which the host in
- * descriptor-set mode does not watch yet. */
 /* An embedded context with an idle descriptor, so that a nested poll really
  * waits (timeout 0) and so sees and consumes a kick, prepared by the host:
  * its sleep is announced, with no timeout. */
@@ -360,6 +354,12 @@ static void host_sleep_reaches_the_timer(AioContext *ctx, fd_reader *rd, AioTime
     embedded_free(ctx);
 }
 
+/* The same, but the host callback arms a timer before its nested poll: the
+ * nested poll accepts the timer's notification (the deadline is not due yet)
+ * and the host then sleeps with the timeout prepare computed before the
+ * timer existed (none). The nested poll must pass the news on, or the timer
+ * never fires. Likewise a registration made there, which the host in
+ * descriptor-set mode does not watch yet. */
 Test(embed, nested_blocking_poll_after_prepare_passes_news_on, .timeout = 30)
 {
     fd_reader rd;
@@ -437,15 +437,14 @@ Test(embed, nested_poll_that_consumes_a_kick_passes_its_news_on, .timeout = 30)
     /* The host callback. */
     timer_probe tp = {0};
     late_news n = {.ctx = ctx, .t = aio_timer_new(ctx, timer_cb, &tp), .tp = &tp};
-    AioContextStats s0 = {.size = sizeof(AioContextStats)}, s1 = s0;
-    cr_assert_eq(aio_context_get_stats(ctx, &s0), 0);
+    AioContextStats s0 = tc_stats(ctx);
     aio__set_test_hook(ctx, late_news_hook, &n);
     tc_thread *th = tc_thread_start(late_news_sender, &n);
     cr_assert(tsup_wait_flag(&n.pushed, TC_BOUND_MS));
     cr_assert_eq(aio_poll(ctx, true), 1);
     cr_assert(tc_thread_join(th, TC_BOUND_MS));
     aio__set_test_hook(ctx, NULL, NULL);
-    cr_assert_eq(aio_context_get_stats(ctx, &s1), 0);
+    AioContextStats s1 = tc_stats(ctx);
     cr_assert(!atomic_load(&n.missed), "a hold ran into its bound: not exercised");
     cr_assert_eq(atomic_load(&n.ran), 1);
     cr_assert_eq(s1.notify_syscalls - s0.notify_syscalls, 1,

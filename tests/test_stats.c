@@ -22,15 +22,6 @@ static void st_write(void *arg)
     tsup_write_byte(*(aio_fd_t *)arg);
 }
 
-static AioContextStats st_get(AioContext *ctx)
-{
-    AioContextStats s;
-    memset(&s, 0, sizeof(s));
-    s.size = sizeof(s);
-    cr_assert_eq(aio_context_get_stats(ctx, &s), 0);
-    return s;
-}
-
 Test(stats, bad_arguments_and_size_rule, .timeout = 10)
 {
     AioContext *ctx = tc_ctx_new();
@@ -66,14 +57,14 @@ Test(stats, bad_arguments_and_size_rule, .timeout = 10)
 Test(stats, iterations_and_bhs, .timeout = 10)
 {
     AioContext *ctx = tc_ctx_new();
-    AioContextStats a = st_get(ctx);
+    AioContextStats a = tc_stats(ctx);
     atomic_int n = 0;
     for (int i = 0; i < 10; i++) {
         cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &n), 0);
     }
     cr_assert_eq(aio_poll(ctx, false), 1);
     cr_assert_eq(aio_poll(ctx, false), 0);
-    AioContextStats b = st_get(ctx);
+    AioContextStats b = tc_stats(ctx);
     cr_assert_eq(b.iterations - a.iterations, 2);
     cr_assert_eq(b.bhs_run - a.bhs_run, 10);
     cr_assert_eq(b.sleeps, 0);
@@ -89,7 +80,7 @@ static void st_notify(void *arg)
 Test(stats, sleep_ended_by_notify, .timeout = 20)
 {
     AioContext *ctx = tc_ctx_new();
-    AioContextStats a = st_get(ctx);
+    AioContextStats a = tc_stats(ctx);
     tc_gate gate;
     tc_gate_install(ctx, &gate, AIO_HOOK_BEFORE_SLEEP, true);
     atomic_int missed = 0;
@@ -98,7 +89,7 @@ Test(stats, sleep_ended_by_notify, .timeout = 20)
     cr_assert(tc_thread_join(t, TC_BOUND_MS));
     tc_gate_remove(ctx, &gate);
     cr_assert(!r.rescued && !atomic_load(&missed));
-    AioContextStats b = st_get(ctx);
+    AioContextStats b = tc_stats(ctx);
     cr_assert_eq(b.sleeps - a.sleeps, 1);
     cr_assert_eq(b.wakeups_notify - a.wakeups_notify, 1);
     cr_assert_eq(b.notify_syscalls - a.notify_syscalls, 1);
@@ -119,11 +110,11 @@ Test(stats, sleep_ended_by_timer_and_by_fd, .timeout = 20)
      * timer's. */
     bool slept = false;
     for (int64_t delay = 5000000; delay <= 320000000 && !slept; delay *= 4) {
-        AioContextStats s0 = st_get(ctx);
+        AioContextStats s0 = tc_stats(ctx);
         atomic_store(&fired, 0);
         aio_timer_mod(t, aio_clock_ns() + delay);
         cr_assert(tc_poll_until(ctx, &fired, 1, TC_BOUND_MS));
-        AioContextStats s1 = st_get(ctx);
+        AioContextStats s1 = tc_stats(ctx);
         cr_assert_eq(s1.timers_run - s0.timers_run, 1);
         slept = s1.sleeps > s0.sleeps;
         if (slept) {
@@ -131,7 +122,7 @@ Test(stats, sleep_ended_by_timer_and_by_fd, .timeout = 20)
         }
     }
     cr_assert(slept, "never reached a sleep before a 320 ms deadline");
-    AioContextStats a = st_get(ctx);
+    AioContextStats a = tc_stats(ctx);
     cr_assert_eq(a.wakeups_fd, 0);
     aio_timer_free(t);
 
@@ -141,7 +132,7 @@ Test(stats, sleep_ended_by_timer_and_by_fd, .timeout = 20)
     cr_assert_eq(aio_set_fd_handler(ctx, fds[0], false, st_drain, NULL, NULL, &fds[0]), 0);
     /* Accept the registration's notification first. */
     cr_assert_geq(tc_poll_blocking_bounded(ctx, TC_BOUND_MS).ret, 0);
-    AioContextStats b = st_get(ctx);
+    AioContextStats b = tc_stats(ctx);
     tc_gate gate;
     tc_gate_install(ctx, &gate, AIO_HOOK_BEFORE_SLEEP, true);
     atomic_int missed = 0;
@@ -150,7 +141,7 @@ Test(stats, sleep_ended_by_timer_and_by_fd, .timeout = 20)
     cr_assert(tc_thread_join(th, TC_BOUND_MS));
     tc_gate_remove(ctx, &gate);
     cr_assert(!r.rescued && !atomic_load(&missed));
-    AioContextStats c = st_get(ctx);
+    AioContextStats c = tc_stats(ctx);
     cr_assert_eq(c.wakeups_fd - b.wakeups_fd, 1);
     cr_assert_eq(c.handlers_run - b.handlers_run, 1);
     (void)reads;
@@ -183,13 +174,13 @@ Test(stats, longest_callback_and_nested_time_once, .timeout = 20)
     /* Off by default: nothing timed. */
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, st_spin_bh, NULL), 0);
     cr_assert_eq(tc_poll_idle(ctx, 5), 1);
-    AioContextStats a = st_get(ctx);
+    AioContextStats a = tc_stats(ctx);
     cr_assert_eq(a.callback_ns, 0);
     cr_assert_null(a.longest_callback);
     cr_assert_eq(aio_context_set_stats_timing(ctx, true), 0);
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, st_spin_bh, NULL), 0);
     cr_assert_eq(tc_poll_idle(ctx, 5), 1);
-    AioContextStats b = st_get(ctx);
+    AioContextStats b = tc_stats(ctx);
     cr_assert_geq(b.longest_callback_ns, 5000000);
     cr_assert(b.longest_callback == st_spin_bh, "the longest callback is not the spinning one");
     cr_assert_geq(b.callback_ns, b.longest_callback_ns);
@@ -198,10 +189,10 @@ Test(stats, longest_callback_and_nested_time_once, .timeout = 20)
      * grows by the outer's time only, not by both. */
     ctx = tc_ctx_new();
     cr_assert_eq(aio_context_set_stats_timing(ctx, true), 0);
-    b = st_get(ctx);
+    b = tc_stats(ctx);
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, st_outer_bh, ctx), 0);
     cr_assert_eq(tc_poll_idle(ctx, 5), 1);
-    AioContextStats c = st_get(ctx);
+    AioContextStats c = tc_stats(ctx);
     cr_assert_eq(c.bhs_run - b.bhs_run, 2);
     cr_assert(c.longest_callback == st_outer_bh, "the outer callback took longest");
     int64_t grew = c.callback_ns - b.callback_ns;

@@ -293,21 +293,20 @@ static void notify_at_before_sleep(AioContext *ctx, AioHookPoint point, void *op
 Test(wakeup, poll_that_will_not_wait_does_not_announce, .timeout = 30)
 {
     AioContext *ctx = tc_ctx_new();
-    AioContextStats a = {.size = sizeof(AioContextStats)}, b = a, c = a;
-    cr_assert_eq(aio_context_get_stats(ctx, &a), 0);
+    AioContextStats a = tc_stats(ctx);
     aio_notify(ctx);
     atomic_int left = 1;
     aio__set_test_hook(ctx, notify_at_before_sleep, &left);
     cr_assert_geq(aio_poll(ctx, true), 0);
     aio__set_test_hook(ctx, NULL, NULL);
     cr_assert_leq(atomic_load(&left), 0, "the poll never reached AIO_HOOK_BEFORE_SLEEP");
-    cr_assert_eq(aio_context_get_stats(ctx, &b), 0);
+    AioContextStats b = tc_stats(ctx);
     cr_assert_eq(b.notify_syscalls - a.notify_syscalls, 0,
                  "a notification during a poll that had news kicked: it announced itself");
     cr_assert_eq(b.sleeps - a.sleeps, 0);
     tc_poll_result res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
     cr_assert(!res.rescued, "the notification made during the first poll was lost");
-    cr_assert_eq(aio_context_get_stats(ctx, &c), 0);
+    AioContextStats c = tc_stats(ctx);
     cr_assert_eq(c.sleeps - b.sleeps, 0, "the second poll slept although a notification was pending");
     res = tc_poll_blocking_bounded(ctx, 200);
     cr_assert(res.rescued, "blocking polls keep returning without any notification");

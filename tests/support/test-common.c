@@ -314,6 +314,15 @@ void tc_log_expect(tc_log *log, const int *ids, int n)
 
 /* ---- Misc ---------------------------------------------------------------- */
 
+AioContextStats tc_stats(AioContext *ctx)
+{
+    AioContextStats s;
+    memset(&s, 0, sizeof(s));
+    s.size = sizeof(s);
+    cr_assert_eq(aio_context_get_stats(ctx, &s), 0);
+    return s;
+}
+
 long tc_env_long(const char *name, long dflt)
 {
     const char *s = getenv(name);

@@ -152,6 +152,9 @@ void tc_log_expect(tc_log *log, const int *ids, int n);
 
 /* ---- Misc ---------------------------------------------------------------- */
 
+/* ctx's loop metrics (aio_context_get_stats, asserted to succeed). */
+AioContextStats tc_stats(AioContext *ctx);
+
 /* An integer environment variable, or dflt if unset/invalid. */
 long tc_env_long(const char *name, long dflt);
 
