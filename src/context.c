@@ -153,11 +153,13 @@ int aio_context_after_fork(AioContext *ctx)
     ctx->be = fresh;
     ctx->fork_gen = aio__fork_generation();
     /* No poll of this process is sleeping (the header's precondition), so
-     * nobody owes or awaits a kick on the new object. A notification is
-     * left pending so that the first blocking poll comes round once. */
+     * nobody owes or awaits a kick on the new object. notify_seq and
+     * notify_seen stay as inherited: every aio_notify() the forking thread
+     * made (before or after fork) is in notify_seq, and no other thread was
+     * between publishing news and notifying (the precondition again), so a
+     * notification the child needs is pending already and none is made up. */
     atomic_store(&ctx->notify_me, 0);
     atomic_store(&ctx->kick_pending, false);
-    atomic_fetch_add(&ctx->notify_seq, 1);
     /* The forking thread is the child's only thread, and nothing blocks. */
     atomic_store(&ctx->home, aio__home_make(aio__thread_id()));
     return aio__sources_watch_all(ctx);

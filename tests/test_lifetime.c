@@ -380,3 +380,72 @@ Test(lifetime, after_fork_gives_the_child_its_own_context, .timeout = 30)
     close(p[1]);
     aio_context_unref(ctx);
 }
+
+/* aio_context_after_fork() hands the child the notifications it has and
+ * makes none up. Made up, the child's first blocking poll returns at once
+ * with nothing to do; lost (say, the inherited counters reset as if
+ * everything were accepted), a notification the child made before the call
+ * never ends a wait. Each child polls once, against a timer armed and
+ * accepted in the parent, so that only the notification can end its wait
+ * early. */
+enum {
+    CHILD_REINIT_FAILED = 1,
+    CHILD_POLL_FAILED = 2,
+    CHILD_WOKE_FOR_NOTHING = 4,
+    CHILD_LOST_ITS_NOTIFICATION = 8,
+};
+
+static int child_polls_once_after_reinit(AioContext *ctx, bool notify_first,
+                                          atomic_int *fired)
+{
+    int bad = 0;
+    if (notify_first) {
+        aio_notify(ctx); /* recorded in the child's memory only (aio.h) */
+    }
+    if (aio_context_after_fork(ctx) != 0) {
+        return CHILD_REINIT_FAILED;
+    }
+    if (aio_poll(ctx, true) < 0) {
+        bad |= CHILD_POLL_FAILED;
+    }
+    if (!notify_first && !atomic_load(fired)) {
+        bad |= CHILD_WOKE_FOR_NOTHING;
+    }
+    if (notify_first && atomic_load(fired)) {
+        bad |= CHILD_LOST_ITS_NOTIFICATION;
+    }
+    return bad;
+}
+
+static int fork_and_poll_once(AioContext *ctx, bool notify_first, atomic_int *fired)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        _exit(child_polls_once_after_reinit(ctx, notify_first, fired));
+    }
+    return wait_child(pid);
+}
+
+Test(lifetime, after_fork_keeps_the_childs_notifications_and_makes_none_up, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    atomic_int fired = 0;
+    AioTimer *t = aio_timer_new(ctx, set_flag, &fired);
+
+    /* Accept the arming's notification: nothing is pending at the fork. */
+    aio_timer_mod(t, aio_clock_ns() + 200LL * 1000 * 1000);
+    cr_assert_eq(aio_poll(ctx, true), 0);
+    cr_assert(!atomic_load(&fired));
+    cr_assert_eq(fork_and_poll_once(ctx, false, &fired), 0,
+                 "the child's first blocking poll after aio_context_after_fork");
+
+    aio_timer_mod(t, aio_clock_ns() + (int64_t)TC_BOUND_MS * 1000 * 1000);
+    cr_assert_eq(aio_poll(ctx, true), 0);
+    cr_assert(!atomic_load(&fired));
+    cr_assert_eq(fork_and_poll_once(ctx, true, &fired), 0,
+                 "a notification the child made before aio_context_after_fork");
+
+    aio_timer_free(t);
+    aio_context_unref(ctx);
+}
