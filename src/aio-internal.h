@@ -12,6 +12,7 @@
 
 #include "aio-test-hooks.h"
 #include "backend.h"
+#include "dispatch.h"
 #include "home.h"
 #include "platform.h"
 
@@ -279,11 +280,14 @@ struct AioContext {
     atomic_bool kick_pending;
     char notify_pad_after[64];
 
-    /* The dispatch right: who may run callbacks. Recursive for the thread
-     * that holds it, so nested aio_poll works. */
+    /* The dispatch right (src/dispatch.h): who may run callbacks. Recursive
+     * for the thread that holds it, so nested aio_poll works. */
+    _Atomic uint64_t dispatch_owner; /* 0, or holder | AIO_DISPATCH_WAITER */
+    unsigned dispatch_depth;         /* only touched by the holder */
+    /* The waiting home thread's hand-off (src/dispatch.c). */
     aio_mutex_t dispatch_lock;
-    _Atomic uint64_t dispatch_owner;
-    unsigned dispatch_depth; /* only touched by the owner */
+    aio_cond_t dispatch_cond;
+    bool dispatch_handoff; /* dispatch_lock */
 
     /* Bottom halves (bh.c). bh_pending is a lock-free LIFO of queued BHs;
      * the dispatcher takes it whole, reverses it and appends it to bh_taken,
@@ -317,6 +321,10 @@ struct AioContext {
     /* Timers (timers.c): one heap per clock. */
     aio_mutex_t timer_lock;
     AioTimerHeap timers[AIO_NCLOCKS];
+    /* Bit c set while timers[c] is not empty; written with its earliest_ns
+     * (timer_lock), read without the lock. The loop's fast path: a poll on
+     * a context without timers reads this one word, not every clock's. */
+    atomic_uint timers_armed;
     uint64_t timer_seq;
     AioTimer *timer_all;
     /* On clock.c's list of contexts with VIRTUAL timers (its lock). */

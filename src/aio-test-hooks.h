@@ -42,6 +42,14 @@ typedef enum AioHookPoint {
      * thread that wants to dispatch now waits for it) and is about to look
      * for ready handlers. */
     AIO_HOOK_NONBLOCKING_DISPATCH,
+    /* The home thread, in a blocking poll or aio_embed_dispatch(): another
+     * thread's non-blocking poll holds the dispatch right, and the home
+     * thread is about to mark the right as awaited (src/dispatch.c). A
+     * holder that lets go from here on must not be waited for. */
+    AIO_HOOK_DISPATCH_BEFORE_MARK,
+    /* The home thread: it has marked the dispatch right as awaited and is
+     * about to sleep until the holder hands it over. */
+    AIO_HOOK_DISPATCH_WAIT,
     /* The dispatch-right holder has taken the pending stack and popped one
      * BH from the queue, and is about to claim it (clear QUEUED and
      * SCHEDULED) and run it: a schedule from here on finds it scheduled

@@ -53,6 +53,7 @@ AioContext *aio_context_new(void)
     atomic_init(&ctx->notify_seq, 0);
     atomic_init(&ctx->kick_pending, false);
     aio__mutex_init(&ctx->dispatch_lock);
+    aio__cond_init(&ctx->dispatch_cond);
     atomic_init(&ctx->dispatch_owner, 0);
     atomic_init(&ctx->bh_pending, NULL);
     aio__mutex_init(&ctx->bh_lock);
@@ -65,6 +66,7 @@ AioContext *aio_context_new(void)
     for (int c = 0; c < AIO_NCLOCKS; c++) {
         atomic_init(&ctx->timers[c].earliest_ns, INT64_MAX);
     }
+    atomic_init(&ctx->timers_armed, 0);
     atomic_init(&ctx->pool, NULL);
     atomic_init(&ctx->poll_max_ns, 0);
     atomic_init(&ctx->poll_grow, 0);
@@ -103,7 +105,8 @@ void aio_context_unref(AioContext *ctx)
      * right for ours; a poll that is asleep holds no right and runs no
      * callback, so 0 there is the truth too. The fast path of aio_poll pays
      * one plain load of destroy_pending for this, no atomic RMW. */
-    if (atomic_load_explicit(&ctx->dispatch_owner, memory_order_relaxed) == aio__thread_id()) {
+    if (aio__dispatch_held_by(atomic_load_explicit(&ctx->dispatch_owner, memory_order_relaxed),
+                              aio__thread_id())) {
         ctx->destroy_pending = true;
         return;
     }
@@ -126,6 +129,7 @@ void aio__context_destroy(AioContext *ctx)
     aio__mutex_destroy(&ctx->timer_lock);
     aio__mutex_destroy(&ctx->list_lock);
     aio__mutex_destroy(&ctx->bh_lock);
+    aio__cond_destroy(&ctx->dispatch_cond);
     aio__mutex_destroy(&ctx->dispatch_lock);
     free(ctx);
 }

@@ -62,29 +62,48 @@ void aio_notify(AioContext *ctx)
     }
 }
 
+/* The dispatch right (src/dispatch.h). wait: the home thread in a blocking
+ * poll or an embedded dispatch, the only callers that may wait for it. */
 static bool dispatch_acquire(AioContext *ctx, uint64_t self, bool wait)
 {
-    /* Only this thread ever stores its own id, so a relaxed load cannot
-     * mistake another owner for us. */
-    if (atomic_load_explicit(&ctx->dispatch_owner, memory_order_relaxed) == self) {
+    uint64_t w = atomic_load_explicit(&ctx->dispatch_owner, memory_order_relaxed);
+    /* Only this thread ever stores its own id (a waiter only adds its mark
+     * to the holder's), so a relaxed load cannot mistake another holder for
+     * us. */
+    if (aio__dispatch_held_by(w, self)) {
         ctx->dispatch_depth++;
         return true;
     }
-    if (wait) {
-        aio__mutex_lock(&ctx->dispatch_lock);
-    } else if (!aio__mutex_trylock(&ctx->dispatch_lock)) {
-        return false;
+    /* acquire: pairs with the previous holder's release below, so that we
+     * see what its callbacks wrote. A word that is not 0 is not tried: a
+     * failing CAS would cost the RMW for nothing. */
+    if (w != 0 || !atomic_compare_exchange_strong_explicit(&ctx->dispatch_owner, &w, self,
+                                                           memory_order_acquire,
+                                                           memory_order_relaxed)) {
+        if (!wait) {
+            return false;
+        }
+        aio__dispatch_wait(ctx, self);
     }
-    atomic_store_explicit(&ctx->dispatch_owner, self, memory_order_relaxed);
     ctx->dispatch_depth = 1;
     return true;
 }
 
-static void dispatch_release(AioContext *ctx)
+/* home_pinned: the caller is the home thread in a blocking poll or an
+ * embedded dispatch. Nobody can be waiting then (the only waiter is the
+ * home thread, and the home cannot move meanwhile), so a release store
+ * gives the right back; any other holder exchanges, to see a waiter's mark.
+ * Dropping the right around a sleep thus costs one CAS, not a lock pair. */
+static void dispatch_release(AioContext *ctx, bool home_pinned)
 {
-    if (--ctx->dispatch_depth == 0) {
-        atomic_store_explicit(&ctx->dispatch_owner, 0, memory_order_relaxed);
-        aio__mutex_unlock(&ctx->dispatch_lock);
+    if (--ctx->dispatch_depth != 0) {
+        return;
+    }
+    if (home_pinned) {
+        atomic_store_explicit(&ctx->dispatch_owner, 0, memory_order_release);
+    } else if (atomic_exchange_explicit(&ctx->dispatch_owner, 0, memory_order_release) &
+               AIO_DISPATCH_WAITER) {
+        aio__dispatch_wake(ctx);
     }
 }
 
@@ -305,7 +324,7 @@ static int poll_blocking(AioContext *ctx, uint64_t self, AioPollSet *set, bool n
      * A nested blocking poll keeps it: its caller is mid-dispatch. */
     bool drop_right = timeout != 0 && ctx->dispatch_depth == 1;
     if (drop_right) {
-        dispatch_release(ctx);
+        dispatch_release(ctx, true);
     }
 
     /* Announce the sleep. A seq_cst read-modify-write: the loads of
@@ -397,7 +416,7 @@ static bool dispatch_round(AioContext *ctx, AioPollSet *set, bool foreign)
 /* Releases the dispatch right. Returns true when this was the thread's
  * outermost poll and one of its callbacks dropped the last reference: the
  * caller destroys ctx once it has finished with it. */
-static bool dispatch_release_outermost(AioContext *ctx)
+static bool dispatch_release_outermost(AioContext *ctx, bool home_pinned)
 {
     bool destroy = false;
     if (ctx->dispatch_depth == 1 && ctx->destroy_pending) {
@@ -405,7 +424,7 @@ static bool dispatch_release_outermost(AioContext *ctx)
         /* A later callback may have taken a new reference. */
         destroy = atomic_load(&ctx->refcnt) == 0;
     }
-    dispatch_release(ctx);
+    dispatch_release(ctx, home_pinned);
     return destroy;
 }
 
@@ -432,14 +451,17 @@ static int poll_common(AioContext *ctx, bool blocking, bool now)
     /* The home thread's outermost poll reuses a cached snapshot (and the
      * backend's pollfd/HANDLE array built from it); anything else builds a
      * private one. home_set_busy is only touched under the dispatch right. */
-    AioPollSet local = {0};
-    AioPollSet *set = &local;
+    AioPollSet local;
+    AioPollSet *set = &ctx->home_set;
     /* A blocking poll is always home (checked above); a non-blocking one
      * may be foreign, and then passes BH news on (dispatch_round). */
     bool foreign = !aio__home_is(&ctx->home, self);
     if (!ctx->home_set_busy && !foreign) {
-        set = &ctx->home_set;
         ctx->home_set_busy = true;
+    } else {
+        /* Zeroed only here: the cached set's poll does not pay for it. */
+        local = (AioPollSet){0};
+        set = &local;
     }
 
     aio__stats_inc(&ctx->stats.iterations);
@@ -459,7 +481,7 @@ static int poll_common(AioContext *ctx, bool blocking, bool now)
     } else {
         aio__pollset_fini(ctx, set);
     }
-    bool destroy = dispatch_release_outermost(ctx);
+    bool destroy = dispatch_release_outermost(ctx, blocking);
     if (blocking) {
         aio__home_leave(&ctx->home);
     }
@@ -523,5 +545,5 @@ void aio__dispatch_acquire(AioContext *ctx)
 
 bool aio__dispatch_release_outermost(AioContext *ctx)
 {
-    return dispatch_release_outermost(ctx);
+    return dispatch_release_outermost(ctx, true); /* home, attached */
 }

@@ -71,9 +71,20 @@ static void heap_remove(AioTimerHeap *h, AioTimer *t)
     heap_sift_up(h, last->heap_index);
 }
 
-static void publish_earliest(AioTimerHeap *h)
+/* Under timer_lock. Both stores come before the unlock and so before the
+ * aio_notify() of the arming that needs it (seq_cst, as the poll's loads of
+ * them after its announcement): a poll that misses the bit is one that
+ * aio_notify() will see announced. The deadline is stored first, so that a
+ * reader that sees the bit also sees the deadline that set it. */
+static void publish_earliest(AioContext *ctx, AioTimerHeap *h)
 {
     atomic_store(&h->earliest_ns, h->len ? h->heap[0]->expire_ns : INT64_MAX);
+    unsigned bit = 1u << (unsigned)(h - ctx->timers);
+    unsigned armed = atomic_load_explicit(&ctx->timers_armed, memory_order_relaxed);
+    unsigned want = h->len ? armed | bit : armed & ~bit;
+    if (want != armed) {
+        atomic_store(&ctx->timers_armed, want);
+    }
 }
 
 static AioTimerHeap *timer_heap(AioTimer *t)
@@ -132,7 +143,7 @@ void aio_timer_mod(AioTimer *t, int64_t expire_ns)
         if (!heap) {
             /* Out of memory: the timer stays disarmed, the documented void
              * signature leaves no other way to report it. */
-            publish_earliest(h);
+            publish_earliest(ctx, h);
             aio__mutex_unlock(&ctx->timer_lock);
             return;
         }
@@ -145,7 +156,7 @@ void aio_timer_mod(AioTimer *t, int64_t expire_ns)
     heap_place(h, h->len - 1, t);
     heap_sift_up(h, t->heap_index);
     bool earliest = t->heap_index == 0;
-    publish_earliest(h);
+    publish_earliest(ctx, h);
     aio__mutex_unlock(&ctx->timer_lock);
     /* A sleeping poll computed its timeout from the old earliest deadline
      * of this clock; only a new earliest one can make that sleep too long. */
@@ -159,7 +170,7 @@ static void disarm_locked(AioTimer *t)
     if (t->heap_index != NOT_ARMED) {
         AioTimerHeap *h = timer_heap(t);
         heap_remove(h, t);
-        publish_earliest(h);
+        publish_earliest(t->ctx, h);
     }
 }
 
@@ -209,7 +220,11 @@ void aio_timer_free(AioTimer *t)
 int64_t aio__timers_timeout_ns(AioContext *ctx)
 {
     int64_t best = -1;
-    for (int c = 0; c < AIO_NCLOCKS; c++) {
+    unsigned armed = atomic_load(&ctx->timers_armed);
+    for (int c = 0; armed; c++, armed >>= 1) {
+        if (!(armed & 1u)) {
+            continue;
+        }
         int64_t earliest = atomic_load(&ctx->timers[c].earliest_ns);
         if (earliest == INT64_MAX) {
             continue;
@@ -243,9 +258,11 @@ bool aio__timers_dispatch(AioContext *ctx)
      * sleep) instead of looping here forever. Read under the lock below. */
     uint64_t armed_before = 0;
     bool have_seq = false;
-    for (int c = 0; c < AIO_NCLOCKS; c++) {
+    unsigned armed = atomic_load_explicit(&ctx->timers_armed, memory_order_relaxed);
+    for (int c = 0; armed; c++, armed >>= 1) {
         AioTimerHeap *h = &ctx->timers[c];
-        if (atomic_load_explicit(&h->earliest_ns, memory_order_relaxed) == INT64_MAX) {
+        if (!(armed & 1u) ||
+            atomic_load_explicit(&h->earliest_ns, memory_order_relaxed) == INT64_MAX) {
             continue;
         }
         /* A stopped virtual clock still fires what is due at its standing
@@ -259,7 +276,7 @@ bool aio__timers_dispatch(AioContext *ctx)
         while (h->len && h->heap[0]->expire_ns <= now && h->heap[0]->seq < armed_before) {
             AioTimer *t = h->heap[0];
             heap_remove(h, t);
-            publish_earliest(h);
+            publish_earliest(ctx, h);
             AioHandler *cb = t->cb;
             void *opaque = t->opaque;
             /* Unlocked around the callback: it may re-arm or free t, or arm

@@ -521,6 +521,116 @@ Test(wakeup, home_blocks_while_nonblocking_poll_holds_dispatch, .timeout = 30)
     aio_context_unref(ctx);
 }
 
+/* ---- The dispatch right's hand-off (src/dispatch.c) --------------------- */
+
+/* A non-blocking poll on another thread holds the dispatch right (held at
+ * AIO_HOOK_NONBLOCKING_DISPATCH) when the home thread's blocking poll wants
+ * it. The home thread marks the right as awaited and sleeps; the holder's
+ * let-go must hand it over, whichever moment it comes at:
+ *  - HANDOFF_BEFORE_MARK: after the home thread saw the holder, before its
+ *    mark (a mark stored blindly would revive the gone holder, and nobody
+ *    would ever wake the home thread);
+ *  - HANDOFF_BEFORE_SLEEP: after the mark, before the home thread sleeps
+ *    (a wake without the hand-off flag would find nobody asleep: lost);
+ *  - HANDOFF_ASLEEP: 20 ms after the mark (the home thread is, almost
+ *    certainly, asleep on the condition variable; either way it must wake).
+ * The home thread polls on a helper thread, so that one stuck for ever
+ * fails the test at the join instead of hanging it. */
+enum { HANDOFF_BEFORE_MARK, HANDOFF_BEFORE_SLEEP, HANDOFF_ASLEEP };
+
+typedef struct handoff {
+    AioContext *ctx;
+    int when;
+    atomic_int nb_holds;  /* the non-blocking poll holds the right */
+    atomic_int let_go;    /* ... and may give it back */
+    atomic_int nb_done;   /* its aio_poll returned */
+    atomic_int saw_holder; /* the home thread reached BEFORE_MARK */
+    atomic_int marked;     /* the home thread reached DISPATCH_WAIT */
+    atomic_int home_ret;
+} handoff;
+
+/* Runs on the thread that reached the point. */
+static void handoff_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)ctx;
+    handoff *h = opaque;
+    if (point == AIO_HOOK_NONBLOCKING_DISPATCH && !atomic_exchange(&h->nb_holds, 1)) {
+        tsup_wait_flag(&h->let_go, TC_BOUND_MS);
+    } else if (point == AIO_HOOK_DISPATCH_BEFORE_MARK && !atomic_exchange(&h->saw_holder, 1)) {
+        if (h->when == HANDOFF_BEFORE_MARK) {
+            atomic_store(&h->let_go, 1);
+            tsup_wait_flag(&h->nb_done, TC_BOUND_MS);
+        }
+    } else if (point == AIO_HOOK_DISPATCH_WAIT && !atomic_exchange(&h->marked, 1)) {
+        if (h->when == HANDOFF_BEFORE_SLEEP) {
+            atomic_store(&h->let_go, 1);
+            tsup_wait_flag(&h->nb_done, TC_BOUND_MS);
+        }
+    }
+}
+
+static void handoff_nb_poll(void *p)
+{
+    handoff *h = p;
+    aio_poll(h->ctx, false);
+    atomic_store(&h->nb_done, 1);
+}
+
+static void handoff_home_poll(void *p)
+{
+    handoff *h = p;
+    int ret = aio_context_set_home_thread(h->ctx);
+    atomic_store(&h->home_ret, ret == 0 ? aio_poll(h->ctx, true) : ret);
+}
+
+static void run_handoff(int when)
+{
+    handoff h = {.ctx = tc_ctx_new(), .when = when};
+    atomic_init(&h.home_ret, -1000);
+    aio__set_test_hook(h.ctx, handoff_hook, &h);
+    tc_thread *nb = tc_thread_start(handoff_nb_poll, &h);
+    cr_assert(tsup_wait_flag(&h.nb_holds, TC_BOUND_MS), "the non-blocking poll never held the right");
+    tc_thread *home = tc_thread_start(handoff_home_poll, &h);
+    if (when == HANDOFF_ASLEEP) {
+        cr_assert(tsup_wait_flag(&h.marked, TC_BOUND_MS), "the home thread never waited");
+        tsup_sleep_ms(20);
+        atomic_store(&h.let_go, 1);
+    }
+    cr_assert(tc_thread_join(nb, TC_BOUND_MS), "the non-blocking poll did not return");
+    /* The home thread's poll, once it has the right, has nothing to do:
+     * this notification ends it (pending, or as a kick of its sleep). */
+    aio_notify(h.ctx);
+    cr_assert(tc_thread_join(home, TC_BOUND_MS),
+              "the home thread still waits for the dispatch right %d ms after its holder "
+              "let go: the hand-off was lost", TC_BOUND_MS);
+    cr_assert_geq(atomic_load(&h.home_ret), 0, "home thread's poll: %s",
+                  aio_strerror(atomic_load(&h.home_ret)));
+    cr_assert(atomic_load(&h.saw_holder), "the home thread never found the right held");
+    if (when == HANDOFF_BEFORE_MARK) {
+        cr_assert(!atomic_load(&h.marked),
+                  "the home thread marked a right whose holder had let go");
+    } else {
+        cr_assert(atomic_load(&h.marked), "the home thread never marked the right");
+    }
+    aio__set_test_hook(h.ctx, NULL, NULL);
+    aio_context_unref(h.ctx);
+}
+
+Test(wakeup, dispatch_right_let_go_before_the_home_threads_mark, .timeout = 30)
+{
+    run_handoff(HANDOFF_BEFORE_MARK);
+}
+
+Test(wakeup, dispatch_right_handed_over_between_mark_and_sleep, .timeout = 30)
+{
+    run_handoff(HANDOFF_BEFORE_SLEEP);
+}
+
+Test(wakeup, dispatch_right_handed_over_to_a_sleeping_home_thread, .timeout = 30)
+{
+    run_handoff(HANDOFF_ASLEEP);
+}
+
 /* ---- The epoll engine's edge-triggered kick (issue 12) ------------------- */
 
 static void wk_schedule(void *arg)

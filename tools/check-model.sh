@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Model-check the wake-up protocol (docs/model/wakeup.pml) with SPIN, and
-# the models beside it (wait.pml, home.pml, pool.pml, win32-watcher.pml).
+# the models beside it (wait.pml, home.pml, dispatch.pml, pool.pml,
+# win32-watcher.pml).
 #
 # Usage: tools/check-model.sh            (KEEP=1 keeps the work directory)
 #
@@ -201,6 +202,14 @@ PML=home check home-correct  verify ""                         "$SAFETY" ""
 PML=home check home-correct-3 verify "-DTHREADS=3"              "$SAFETY" ""
 for bug in BUG_HOME_CHECK_THEN_ADD BUG_HOME_SET_IGNORES_DEPTH BUG_HOME_SET_RESETS_DEPTH; do
     PML=home check "home-$bug" bite "-D$bug"                   "$BUGORDER" ""
+done
+
+# The dispatch right (src/dispatch.h): the word, the waiter's mark and the
+# hand-off between another thread's non-blocking poll and the home thread.
+PML=dispatch check dispatch-correct verify ""                  "$SAFETY" ""
+PML=dispatch check dispatch-correct-3 verify "-DFOREIGN=3 -DROUNDS=3" "$SAFETY" ""
+for bug in BUG_DISPATCH_MARK_STORE BUG_DISPATCH_RELEASE_STORE BUG_DISPATCH_NO_HANDOFF; do
+    PML=dispatch check "dispatch-$bug" bite "-D$bug"           "$BUGORDER" ""
 done
 
 # The worker pool (src/work.c): the claim of a job by a worker or a cancel,
