@@ -429,16 +429,14 @@ Test(bh, schedule_onto_an_awake_loop_costs_no_kick_and_is_not_slept_over, .timeo
     aio_bh_schedule(a);
     cr_assert_eq(aio_poll(ctx, true), 1);
     cr_assert_eq(atomic_load(&c.done), 1, "the other thread never scheduled");
-    AioContextStats s0 = {.size = sizeof(s0)};
-    cr_assert_eq(aio_context_get_stats(ctx, &s0), 0);
+    AioContextStats s0 = tc_stats(ctx);
     cr_assert_eq(s0.notify_syscalls, 0, "a schedule onto an awake loop kicked it");
 
     tc_poll_result res = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
     cr_assert(!res.rescued, "the poll slept with a BH queued: lost wake-up");
     cr_assert_eq(res.ret, 1);
     cr_assert_eq(atomic_load(&c.ran_x), 1);
-    AioContextStats s1 = {.size = sizeof(s1)};
-    cr_assert_eq(aio_context_get_stats(ctx, &s1), 0);
+    AioContextStats s1 = tc_stats(ctx);
     cr_assert_eq(s1.sleeps, s0.sleeps, "the poll slept although a BH was queued");
     cr_assert(tc_thread_join(t, TC_BOUND_MS));
     aio_bh_delete(a);

@@ -101,9 +101,7 @@ static void nop_cb(void *opaque)
 
 static uint64_t sleeps(AioContext *ctx)
 {
-    AioContextStats st = {.size = sizeof(st)};
-    cr_assert_eq(aio_context_get_stats(ctx, &st), 0);
-    return st.sleeps;
+    return tc_stats(ctx).sleeps;
 }
 
 /* Blocking polls until one of them slept in the backend and was ended by a
