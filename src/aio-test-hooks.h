@@ -169,6 +169,10 @@ typedef struct AioTestState {
 } AioTestState;
 
 void aio__call_hook(AioContext *ctx, AioHookPoint point);
+/* A premise of the code that the installed library takes on trust: test
+ * builds check it where it is used and abort, naming it, when it is false,
+ * so that a breach fails the test that made it instead of hanging it. */
+void aio__test_premise(bool holds, const char *what);
 int64_t aio__timers_now(AioContext *ctx);
 int aio__test_wait_error(AioContext *ctx);
 
@@ -220,6 +224,12 @@ static inline int aio__test_wait_error(AioContext *ctx)
 {
     (void)ctx;
     return 0;
+}
+
+static inline void aio__test_premise(bool holds, const char *what)
+{
+    (void)holds;
+    (void)what;
 }
 
 /* Macros, not inline functions: the plain calls even at -O0. */

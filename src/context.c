@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Context lifetime, backend selection and home-thread ownership. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +143,15 @@ int aio_context_after_fork(AioContext *ctx)
     if (!aio__ctx_forked(ctx)) {
         return 0;
     }
+    /* An embedding inherited from the parent names the parent's objects
+     * (the host polls the parent's epoll set or descriptors) and holds a
+     * count on the home word and, maybe, an announcement in notify_me, both
+     * of which the reset below would drop under it. The child detaches first
+     * (aio_embed_detach touches only the child's memory) and attaches again
+     * after. */
+    if (ctx->embed.attached) {
+        return -EBUSY;
+    }
     AioBackend *fresh = ctx->ops->create();
     if (!fresh) {
         return errno ? -errno : -ENOMEM;
@@ -216,6 +226,14 @@ void aio__set_test_hook(AioContext *ctx, AioTestHook *hook, void *opaque)
     ctx->test.hook_opaque = opaque;
     /* release: a poller that sees the hook also sees its opaque. */
     atomic_store_explicit(&ctx->test.hook, hook, memory_order_release);
+}
+
+void aio__test_premise(bool holds, const char *what)
+{
+    if (!holds) {
+        fprintf(stderr, "aiopoll: premise broken: %s\n", what);
+        abort();
+    }
 }
 
 void aio__call_hook(AioContext *ctx, AioHookPoint point)

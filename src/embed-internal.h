@@ -24,9 +24,11 @@ int64_t aio__sleep_timeout(AioContext *ctx);
 /* The backend's wait with timeout 0 (or the failure a test injected). */
 int aio__backend_wait(AioContext *ctx, AioPollSet *set, bool with_kick, bool *kicked);
 bool aio__dispatch_round(AioContext *ctx, AioPollSet *set);
-/* The dispatch right, waiting for it. */
-void aio__dispatch_acquire(AioContext *ctx);
-/* Releases it; true when the caller must destroy ctx (a callback dropped
+/* The dispatch right, waiting for it, and a count on the home word of the
+ * dispatch's own (false, nothing taken: the nesting limit of the home
+ * word). Home thread. */
+bool aio__dispatch_acquire(AioContext *ctx);
+/* Releases both; true when the caller must destroy ctx (a callback dropped
  * the last reference). */
 bool aio__dispatch_release_outermost(AioContext *ctx);
 

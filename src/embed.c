@@ -478,7 +478,12 @@ int aio_embed_dispatch(AioContext *ctx)
     AioPollSet *set = e->set_ok ? &e->set : NULL;
     e->set_ok = false;
 
-    aio__dispatch_acquire(ctx);
+    if (!aio__dispatch_acquire(ctx)) {
+        if (walked) {
+            aio__sources_end_walk(ctx, &e->set);
+        }
+        return -EBUSY; /* nested AIO_HOME_DEPTH_MAX deep */
+    }
     e->dispatching++;
     if (set && ctx->accepts != e->accepts_at_check) {
         /* A nested blocking poll (a host callback between check and us) ran

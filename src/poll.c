@@ -89,17 +89,25 @@ static bool dispatch_acquire(AioContext *ctx, uint64_t self, bool wait)
     return true;
 }
 
-/* home_pinned: the caller is the home thread in a blocking poll or an
- * embedded dispatch. Nobody can be waiting then (the only waiter is the
- * home thread, and the home cannot move meanwhile), so a release store
- * gives the right back; any other holder exchanges, to see a waiter's mark.
- * Dropping the right around a sleep thus costs one CAS, not a lock pair. */
+/* home_pinned: the caller holds a count on the home word from before it
+ * took the right until after this release (a blocking poll; an embedded
+ * dispatch, aio__dispatch_acquire below). Nobody can be waiting then: the
+ * only waiter is the home thread, and the home cannot move while the count
+ * is held. So a release store gives the right back; any other holder
+ * exchanges, to see a waiter's mark. Dropping the right around a sleep thus
+ * costs one CAS, not a lock pair. Test builds exchange here too and check
+ * the premise. */
 static void dispatch_release(AioContext *ctx, bool home_pinned)
 {
     if (--ctx->dispatch_depth != 0) {
         return;
     }
-    if (home_pinned) {
+    if (home_pinned && AIOPOLL_TEST_HOOKS) {
+        uint64_t old = atomic_exchange_explicit(&ctx->dispatch_owner, 0, memory_order_release);
+        aio__test_premise(!(old & AIO_DISPATCH_WAITER),
+                          "the home thread's plain-store release of the dispatch right "
+                          "found a waiter (the home moved while it held the right)");
+    } else if (home_pinned) {
         atomic_store_explicit(&ctx->dispatch_owner, 0, memory_order_release);
     } else if (atomic_exchange_explicit(&ctx->dispatch_owner, 0, memory_order_release) &
                AIO_DISPATCH_WAITER) {
@@ -538,12 +546,26 @@ bool aio__dispatch_round(AioContext *ctx, AioPollSet *set)
     return dispatch_round(ctx, set, false); /* embedded: the home thread */
 }
 
-void aio__dispatch_acquire(AioContext *ctx)
+/* aio_embed_dispatch holds the home, like a blocking poll, from before it
+ * takes the right until after it gives it back: the attach's count is not
+ * enough, because a callback may detach and drop it, after which another
+ * thread could become home, poll blocking, and wait for the right; the
+ * plain-store release would then leave it asleep for ever. With the
+ * dispatch's own count the home cannot move until the right is free
+ * (aio_context_set_home_thread is -EBUSY meanwhile). */
+bool aio__dispatch_acquire(AioContext *ctx)
 {
-    dispatch_acquire(ctx, aio__thread_id(), true);
+    uint64_t self = aio__thread_id();
+    if (!aio__home_enter(&ctx->home, self)) {
+        return false;
+    }
+    dispatch_acquire(ctx, self, true);
+    return true;
 }
 
 bool aio__dispatch_release_outermost(AioContext *ctx)
 {
-    return dispatch_release_outermost(ctx, true); /* home, attached */
+    bool destroy = dispatch_release_outermost(ctx, true);
+    aio__home_leave(&ctx->home);
+    return destroy;
 }

@@ -138,6 +138,92 @@ Test(embed, detach_and_last_unref_from_a_callback, .timeout = 30)
     cr_assert_eq(aio_embed_dispatch(ctx), 1);
 }
 
+/* A callback of aio_embed_dispatch detaches, and another thread adopts the
+ * context: it becomes home and polls blocking. The dispatch still holds the
+ * dispatch right when the detach drops the attach's hold on the home, and
+ * the home thread gives the right back with a plain store (nobody can be
+ * waiting for the home thread's right: src/dispatch.h). So the home must not
+ * move until the dispatch has let go: aio_context_set_home_thread is -EBUSY
+ * meanwhile. Had the adopter become home, its blocking poll would mark the
+ * right and sleep, and the plain store would leave it asleep for ever (the
+ * defect a review of the dispatch-right word found). The callback stays
+ * until the adopter has tried, or until the adopter waits for the right
+ * (AIO_HOOK_DISPATCH_WAIT), whichever comes. */
+typedef struct adoption {
+    AioContext *ctx;
+    atomic_int detached; /* the callback detached */
+    atomic_int tried;    /* the adopter's first set_home_thread returned */
+    atomic_int first;    /* ... with this */
+    atomic_int waiting;  /* the adopter waits for the dispatch right */
+    atomic_int home_ret; /* the adopter's set_home_thread that succeeded */
+    atomic_int poll_ret; /* its blocking poll */
+} adoption;
+
+static void adoption_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)ctx;
+    if (point == AIO_HOOK_DISPATCH_WAIT) {
+        atomic_store(&((adoption *)opaque)->waiting, 1);
+    }
+}
+
+static void detach_then_linger_cb(void *p)
+{
+    adoption *a = p;
+    cr_assert_eq(aio_embed_detach(a->ctx), 0);
+    atomic_store(&a->detached, 1);
+    for (int i = 0; i < TC_BOUND_MS && !atomic_load(&a->tried) && !atomic_load(&a->waiting); i++) {
+        tsup_sleep_ms(1);
+    }
+}
+
+static void adopt_and_poll(void *p)
+{
+    adoption *a = p;
+    if (!tsup_wait_flag(&a->detached, TC_BOUND_MS)) {
+        return;
+    }
+    int r = aio_context_set_home_thread(a->ctx);
+    atomic_store(&a->first, r);
+    atomic_store(&a->tried, 1);
+    for (int i = 0; r == -EBUSY && i < TC_BOUND_MS; i++) {
+        tsup_sleep_ms(1);
+        r = aio_context_set_home_thread(a->ctx);
+    }
+    atomic_store(&a->home_ret, r);
+    if (r == 0) {
+        atomic_store(&a->poll_ret, aio_poll(a->ctx, true));
+    }
+}
+
+Test(embed, adopted_after_a_detach_from_dispatch_once_the_dispatch_let_go, .timeout = 30)
+{
+    adoption a = {.ctx = embedded_new()};
+    atomic_init(&a.first, 1);
+    atomic_init(&a.home_ret, 1);
+    atomic_init(&a.poll_ret, -1000);
+    aio__set_test_hook(a.ctx, adoption_hook, &a);
+    cr_assert_eq(aio_bh_schedule_oneshot(a.ctx, detach_then_linger_cb, &a), 0);
+    tc_thread *adopter = tc_thread_start(adopt_and_poll, &a);
+    int64_t ns;
+    cr_assert_eq(aio_embed_prepare(a.ctx, &ns), 1);
+    cr_assert_eq(aio_embed_check(a.ctx), 1);
+    cr_assert_eq(aio_embed_dispatch(a.ctx), 1);
+    /* The adopter's poll, once it has the right, has nothing to do. */
+    aio_notify(a.ctx);
+    cr_assert(tc_thread_join(adopter, TC_BOUND_MS),
+              "the adopting thread never got the dispatch right: lost hand-off");
+    cr_assert_eq(atomic_load(&a.first), -EBUSY,
+                 "the home moved while the dispatch held the right (set_home_thread: %d)",
+                 atomic_load(&a.first));
+    cr_assert_eq(atomic_load(&a.home_ret), 0, "set_home_thread after the dispatch: %d",
+                 atomic_load(&a.home_ret));
+    cr_assert_geq(atomic_load(&a.poll_ret), 0);
+    cr_assert(!aio_context_in_home_thread(a.ctx));
+    aio__set_test_hook(a.ctx, NULL, NULL);
+    aio_context_unref(a.ctx);
+}
+
 /* ---- Work dispatched by the host ---------------------------------------- */
 
 Test(embed, bh_from_another_thread_wakes_the_host, .timeout = 30)

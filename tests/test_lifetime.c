@@ -10,7 +10,8 @@
  *    always ready on every backend, whatever the context's history;
  *  - a child that inherited a context cannot harm the parent through it,
  *    whatever it does: free it, poll it, notify it; aio_context_after_fork
- *    gives it a context of its own.
+ *    gives it a context of its own (keeping the notifications it has, making
+ *    none up), and refuses one still attached to a host loop.
  */
 /* mkstemp() and O_CLOEXEC are POSIX.1-2008, hidden by a strict -std=c11. */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
@@ -202,6 +203,24 @@ Test(lifetime, unpollable_descriptors_always_ready_after_many, .timeout = 20)
 
 /* ---- fork() ------------------------------------------------------------------ */
 
+/* A context whose handler counts the readable events of a pipe's read end
+ * into *hits; ctx_reading_free() removes it and closes the pipe. */
+static AioContext *ctx_reading(aio_fd_t p[2], atomic_int *hits)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(tsup_pipe(p), 0);
+    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, tc_count_cb, NULL, NULL, hits), 0);
+    return ctx;
+}
+
+static void ctx_reading_free(AioContext *ctx, aio_fd_t p[2])
+{
+    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, NULL, NULL, NULL, NULL), 0);
+    close(p[0]);
+    close(p[1]);
+    aio_context_unref(ctx);
+}
+
 static int wait_child(pid_t pid)
 {
     int status = 0;
@@ -212,11 +231,9 @@ static int wait_child(pid_t pid)
 
 Test(lifetime, fork_child_free_leaves_parent_registrations, .timeout = 20)
 {
-    AioContext *ctx = tc_ctx_new();
     aio_fd_t p[2];
-    cr_assert_eq(tsup_pipe(p), 0);
     atomic_int hits = 0;
-    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, tc_count_cb, NULL, NULL, &hits), 0);
+    AioContext *ctx = ctx_reading(p, &hits);
     cr_assert_eq(aio_poll(ctx, false), 0);
 
     pid_t pid = fork();
@@ -230,10 +247,7 @@ Test(lifetime, fork_child_free_leaves_parent_registrations, .timeout = 20)
     cr_assert_eq(tsup_write_byte(p[1]), 1);
     cr_assert(tc_poll_until(ctx, &hits, 1, TC_BOUND_MS),
               "parent's handler never ran after the child freed its copy");
-    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, NULL, NULL, NULL, NULL), 0);
-    close(p[0]);
-    close(p[1]);
-    aio_context_unref(ctx);
+    ctx_reading_free(ctx, p);
 }
 
 /* The child is forked at the worst moment: the parent's home thread has
@@ -358,11 +372,9 @@ static void child_uses_reinit(AioContext *ctx, aio_fd_t p[2], atomic_int *hits)
 
 Test(lifetime, after_fork_gives_the_child_its_own_context, .timeout = 30)
 {
-    AioContext *ctx = tc_ctx_new();
     aio_fd_t p[2];
-    cr_assert_eq(tsup_pipe(p), 0);
     atomic_int hits = 0;
-    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, tc_count_cb, NULL, NULL, &hits), 0);
+    AioContext *ctx = ctx_reading(p, &hits);
     cr_assert_eq(aio_context_after_fork(ctx), 0, "no-op in the process that made it");
     cr_assert_eq(aio_poll(ctx, false), 0);
 
@@ -375,10 +387,7 @@ Test(lifetime, after_fork_gives_the_child_its_own_context, .timeout = 30)
     /* The child left a byte in the pipe: the parent's registration (never
      * touched by the child's removal) reports it. */
     cr_assert(tc_poll_until(ctx, &hits, 1, TC_BOUND_MS), "parent's registration was lost");
-    cr_assert_eq(aio_set_fd_handler(ctx, p[0], false, NULL, NULL, NULL, NULL), 0);
-    close(p[0]);
-    close(p[1]);
-    aio_context_unref(ctx);
+    ctx_reading_free(ctx, p);
 }
 
 /* aio_context_after_fork() hands the child the notifications it has and
@@ -437,15 +446,80 @@ Test(lifetime, after_fork_keeps_the_childs_notifications_and_makes_none_up, .tim
     aio_timer_mod(t, aio_clock_ns() + 200LL * 1000 * 1000);
     cr_assert_eq(aio_poll(ctx, true), 0);
     cr_assert(!atomic_load(&fired));
-    cr_assert_eq(fork_and_poll_once(ctx, false, &fired), 0,
-                 "the child's first blocking poll after aio_context_after_fork");
+    int bad = fork_and_poll_once(ctx, false, &fired);
+    cr_assert_eq(bad, 0, "the child's first blocking poll after aio_context_after_fork: "
+                         "flags %d", bad);
 
     aio_timer_mod(t, aio_clock_ns() + (int64_t)TC_BOUND_MS * 1000 * 1000);
     cr_assert_eq(aio_poll(ctx, true), 0);
     cr_assert(!atomic_load(&fired));
-    cr_assert_eq(fork_and_poll_once(ctx, true, &fired), 0,
-                 "a notification the child made before aio_context_after_fork");
+    bad = fork_and_poll_once(ctx, true, &fired);
+    cr_assert_eq(bad, 0, "a notification the child made before aio_context_after_fork: "
+                         "flags %d", bad);
 
     aio_timer_free(t);
     aio_context_unref(ctx);
+}
+
+/* A context attached to a host loop when the process forked: the child's
+ * aio_context_after_fork() refuses (-EBUSY) instead of resetting the home
+ * word and the announcement under the inherited embedding; the child
+ * detaches (its own memory only), re-initialises, polls, and attaches
+ * again; the parent's embedding and registration are untouched. */
+enum {
+    CHILD_REINIT_NOT_REFUSED = 1,
+    CHILD_DETACH_FAILED = 2,
+    CHILD_REINIT_AFTER_DETACH = 4,
+    CHILD_BH_NEVER_RAN = 8,
+    CHILD_REATTACH_FAILED = 16,
+};
+
+static int child_detaches_then_reinits(AioContext *ctx)
+{
+    int bad = 0;
+    atomic_int ran = 0;
+    if (aio_context_after_fork(ctx) != -EBUSY) {
+        bad |= CHILD_REINIT_NOT_REFUSED;
+    }
+    if (aio_embed_detach(ctx) != 0) {
+        bad |= CHILD_DETACH_FAILED;
+    }
+    if (aio_context_after_fork(ctx) != 0) {
+        return bad | CHILD_REINIT_AFTER_DETACH;
+    }
+    if (aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran) != 0 || aio_poll(ctx, true) != 1 ||
+        !atomic_load(&ran)) {
+        bad |= CHILD_BH_NEVER_RAN;
+    }
+    if (aio_embed_attach(ctx, NULL) != 0 || aio_embed_detach(ctx) != 0) {
+        bad |= CHILD_REATTACH_FAILED;
+    }
+    return bad;
+}
+
+Test(lifetime, after_fork_refuses_an_attached_context_until_the_child_detaches, .timeout = 30)
+{
+    aio_fd_t p[2];
+    atomic_int hits = 0;
+    AioContext *ctx = ctx_reading(p, &hits);
+    cr_assert_eq(aio_embed_attach(ctx, NULL), 0);
+    int64_t ns;
+    cr_assert_geq(aio_embed_prepare(ctx, &ns), 0); /* announced at the fork */
+
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int bad = child_detaches_then_reinits(ctx);
+        aio_context_unref(ctx);
+        _exit(bad);
+    }
+    int bad = wait_child(pid);
+    cr_assert_eq(bad, 0, "the child's detach and re-initialisation: flags %d", bad);
+    /* The parent's host iteration goes on: the byte wakes its check. */
+    cr_assert_eq(tsup_write_byte(p[1]), 1);
+    cr_assert_eq(aio_embed_check(ctx), 1, "the parent's embedding lost its readiness");
+    cr_assert_geq(aio_embed_dispatch(ctx), 1);
+    cr_assert_eq(atomic_load(&hits), 1);
+    cr_assert_eq(aio_embed_detach(ctx), 0);
+    ctx_reading_free(ctx, p);
 }

@@ -211,6 +211,11 @@ PML=dispatch check dispatch-correct-3 verify "-DFOREIGN=3 -DROUNDS=3" "$SAFETY" 
 for bug in BUG_DISPATCH_MARK_STORE BUG_DISPATCH_RELEASE_STORE BUG_DISPATCH_NO_HANDOFF; do
     PML=dispatch check "dispatch-$bug" bite "-D$bug"           "$BUGORDER" ""
 done
+# An embedded dispatch whose callback detaches, and a thread that adopts the
+# context meanwhile: the dispatch's own count on the home word.
+PML=dispatch check dispatch-adopt-correct verify "-DADOPT"      "$SAFETY" ""
+PML=dispatch check dispatch-adopt-BUG_EMBED_DISPATCH_NO_COUNT bite \
+    "-DADOPT -DBUG_EMBED_DISPATCH_NO_COUNT" "$BUGORDER" ""
 
 # The worker pool (src/work.c): the claim of a job by a worker or a cancel,
 # the idle workers' spin, park and counted wake: docs/model/pool.pml.

@@ -12,7 +12,11 @@
  * with a plain store) and non-blocking ones (try; give back by exchange).
  * FOREIGN other threads make non-blocking polls only (try; exchange).
  * home.pml checks that the home cannot move under a blocking poll, which is
- * what makes the plain-store release safe; here the home is fixed.
+ * what makes the plain-store release safe; here the home is fixed, except
+ * with -DADOPT: the home thread makes one embedded dispatch instead, whose
+ * callback detaches (drops the attach's count on the home word), and an
+ * adopter thread moves the home to itself as soon as the depth allows
+ * (aio_context_set_home_thread, -EBUSY before) and polls blocking.
  *
  * Properties (assertions and end states; -DSAFETY):
  *   - at most one thread holds the right ('holders');
@@ -34,6 +38,11 @@
  *   BUG_DISPATCH_NO_HANDOFF    the waiter sleeps on the condition variable
  *                              without the hand-off flag: a wake that comes
  *                              between its mark and its sleep is lost
+ *   BUG_EMBED_DISPATCH_NO_COUNT (with -DADOPT) the embedded dispatch relies on
+ *                              the attach's count, which its callback's
+ *                              detach drops while it holds the right: the
+ *                              adopter marks the right, and the plain-store
+ *                              release finds the mark (found by review)
  */
 
 #ifndef FOREIGN
@@ -51,6 +60,11 @@ bool handoff;   /* ctx->dispatch_handoff, under dispatch_lock */
 bool sleeping;  /* BUG_DISPATCH_NO_HANDOFF: the waiter is in cond_wait */
 bool woken;     /* BUG_DISPATCH_NO_HANDOFF: a signal it has not consumed */
 byte holders;   /* ghost: threads holding the right */
+#ifdef ADOPT
+#define ADOPTER (FOREIGN + 2)
+byte home_id = HOME; /* the home word: its id ... */
+byte depth = 1;      /* ... and its count; 1: the attach's */
+#endif
 
 /* What a holder does with the right: callbacks run by one thread at most. */
 inline hold()
@@ -167,6 +181,37 @@ inline give_back_exchanging()
 #endif
 }
 
+#ifdef ADOPT
+/* aio_embed_dispatch whose callback detaches. */
+proctype home()
+{
+    byte w, old;
+    bool ok, got, marked;
+#ifndef BUG_EMBED_DISPATCH_NO_COUNT
+    atomic { assert(home_id == HOME); depth++ }; /* the dispatch's own count */
+#endif
+    take_waiting(HOME);
+    hold();
+    depth--; /* the callback's aio_embed_detach */
+    give_back_pinned(HOME);
+#ifndef BUG_EMBED_DISPATCH_NO_COUNT
+    depth--
+#endif
+}
+
+/* aio_context_set_home_thread (retried while -EBUSY), then aio_poll(ctx, true). */
+proctype adopter()
+{
+    byte w, old;
+    bool ok, got, marked;
+    atomic { depth == 0 -> home_id = ADOPTER };
+    atomic { assert(home_id == ADOPTER); depth++ };
+    take_waiting(ADOPTER);
+    hold();
+    give_back_pinned(ADOPTER);
+    depth--
+}
+#else
 proctype home()
 {
     byte r = 0, w, old;
@@ -193,6 +238,7 @@ proctype home()
     :: else -> break
     od
 }
+#endif
 
 proctype foreign(byte me)
 {
@@ -214,6 +260,9 @@ init {
     byte i;
     atomic {
         run home();
+#ifdef ADOPT
+        run adopter();
+#endif
         for (i : 1 .. FOREIGN) {
             run foreign(i + 1)
         }

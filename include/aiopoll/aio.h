@@ -184,7 +184,10 @@ AIOPOLL_API void aio_context_unref(AioContext *ctx);
  * the forking one was inside a call on ctx, and the forking thread was not
  * inside aio_poll(ctx) (fork between polls, not from a callback). Returns 0
  * (also in the process that created ctx, where it does nothing), -EINVAL for
- * NULL, or the error of re-creating the backend (the context then keeps
+ * NULL, -EBUSY while ctx is attached to a host loop (aio_embed_attach(): the
+ * embedding names the parent's objects; call aio_embed_detach() in the child
+ * first, which leaves the parent untouched, and attach again after), or the
+ * error of re-creating the backend (the context then keeps
  * refusing polls) or of re-registering a descriptor (that one is then not
  * watched; the others are).
  * @param ctx the inherited context
@@ -195,7 +198,8 @@ AIOPOLL_API int aio_context_after_fork(AioContext *ctx);
 /** Makes the calling thread the home thread.
  * @param ctx the context
  * @return 0, -EINVAL for NULL, -EBUSY while another thread is inside
- * aio_poll(ctx, true) (or its host loop is attached, aio_embed_attach()), or
+ * aio_poll(ctx, true) or aio_embed_dispatch(ctx) (or its host loop is
+ * attached, aio_embed_attach()), or
  * -EOVERFLOW on a thread created after the first 2^44 of the process (see
  * aio_context_new()). */
 AIOPOLL_API int aio_context_set_home_thread(AioContext *ctx);
@@ -743,8 +747,10 @@ AIOPOLL_API int aio_embed_attach(AioContext *ctx, void *host);
 /** Ends the embedding: lowers a pending announcement, closes what query
  * handed out, drops the attach's reference (which may free ctx). The adapter
  * must have removed query's descriptors from its host loop first. On the home
- * thread, also from inside a callback of dispatch; or on any thread once the
- * host loop can no longer call into ctx (a GSource's finalize).
+ * thread, also from inside a callback of dispatch (the thread then stays the
+ * home thread until that aio_embed_dispatch() returns: another thread's
+ * aio_context_set_home_thread() is -EBUSY until then); or on any thread once
+ * the host loop can no longer call into ctx (a GSource's finalize).
  * @param ctx the context
  * @return 0, -EINVAL (NULL ctx or not attached). */
 AIOPOLL_API int aio_embed_detach(AioContext *ctx);
