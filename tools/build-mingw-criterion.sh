@@ -22,7 +22,7 @@
 # JOBS=N sets build parallelism (default: nproc).
 set -euo pipefail
 
-RECIPE_REV=2                      # bump to force rebuilding every component
+RECIPE_REV=3                      # bump to force rebuilding every component
 TRIPLE=x86_64-w64-mingw32
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -297,14 +297,15 @@ else
     # deletes them (waiting for a running callback) when the child ends.
     patch -p1 --forward --quiet -d "$s" <"$ROOT/tools/patches/boxfort-0.1.2-windows-timer-lifetime.patch" ||
         die "boxfort: could not apply tools/patches/boxfort-0.1.2-windows-timer-lifetime.patch"
-    # A spawn that fails says only "Could not spawn test instance: Unknown
-    # error" (Criterion prints strerror() of boxfort's errno, and EPROTO, which
-    # covers a failed CreateProcess, a failed timer and a failed preexec, has
-    # no text in msvcrt). The patch makes each failing step of the spawn say
-    # which it was and its Win32 error on stderr (docs/testing.md, "Under
-    # Wine: a first test instance that cannot be spawned").
-    patch -p1 --forward --quiet -d "$s" <"$ROOT/tools/patches/boxfort-0.1.2-windows-spawn-diagnostics.patch" ||
-        die "boxfort: could not apply tools/patches/boxfort-0.1.2-windows-spawn-diagnostics.patch"
+    # Under Wine, CreateProcess fails now and then with ERROR_INTERNAL_ERROR
+    # (1359), transiently; boxfort then reported "Could not spawn test
+    # instance: Unknown error" (EPROTO, which has no text in msvcrt). The
+    # patch tries the call again, up to 5 times, and makes every failing step
+    # of a spawn say which it was and its Win32 error on stderr
+    # (docs/testing.md, "Under Wine: test instances that could not be
+    # spawned").
+    patch -p1 --forward --quiet -d "$s" <"$ROOT/tools/patches/boxfort-0.1.2-windows-spawn-retry.patch" ||
+        die "boxfort: could not apply tools/patches/boxfort-0.1.2-windows-spawn-retry.patch"
     meson_build "$s" "$WORK/boxfort-build" -Dsamples=false -Dtests=false
     stamp_set boxfort "$KEY"
 fi

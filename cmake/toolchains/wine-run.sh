@@ -39,27 +39,4 @@ else
 fi
 "$server" -p60 </dev/null >/dev/null 2>&1 || :
 "$wine" cmd /c exit </dev/null >/dev/null 2>&1 || :
-
-# Criterion's sandbox (boxfort) sometimes fails to create the child process
-# of a run's first test under Wine: the run prints only "criterion: Could not
-# spawn test instance: Unknown error" and exits, in a fraction of a second,
-# before any test has started (fresh-clone CI at stop 20, in the harness's
-# self-check, and at stop 21, bh/win32; every other execution of those runs
-# passed, and a rerun of the same one passed). No test has run then, so the
-# run is repeated, at most twice, and says so on stderr. A run whose output
-# has any line of Criterion's test report (they start with "[") is reported
-# as it is, whatever it printed, and so is every other failure.
-tmp=$(mktemp "${TMPDIR:-/tmp}/wine-run.XXXXXX") || exit 125
-trap 'rm -f "$tmp" "$tmp.rc"' EXIT
-tries=0
-while :; do
-    { "$wine" "$@"; echo $? >"$tmp.rc"; } 2>&1 | tee "$tmp"
-    rc=$(cat "$tmp.rc" 2>/dev/null || echo 125)
-    if [ "$rc" -ne 0 ] && [ $tries -lt 2 ] &&
-        grep -q 'Could not spawn test instance' "$tmp" && ! grep -q '^\[' "$tmp"; then
-        tries=$((tries + 1))
-        echo "wine-run: Criterion could not spawn the first test instance; run again ($tries of 2)" >&2
-        continue
-    fi
-    exit "$rc"
-done
+exec "$wine" "$@"
