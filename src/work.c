@@ -37,7 +37,11 @@
  * pushed on a Treiber stack (done_list) and only the push onto an empty stack
  * schedules the pool's BH. The BH takes the whole stack, so a burst of
  * completions costs one aio_bh_schedule(), and that costs no system call
- * while the context is awake (aio_notify's notify_me rule).
+ * while the context is awake (aio_notify's notify_me rule). What it took
+ * waits in the pool's done_taken queue, not in the run's locals, and the
+ * run schedules the BH again while items are left: a done that polls (QEMU
+ * drains a request's siblings from its completion) gets the completions of
+ * its own batch from the nested run, as nested polls continue bh_taken.
  *
  * Workers exit after idle_ns parked when more than min run. Exited threads
  * are joined by the next thread start, or by the teardown; every thread is
@@ -104,6 +108,14 @@ struct AioWorkPool {
 
     _Atomic(AioWork *) done_list; /* finished or cancelled, LIFO */
     AioBH *done_bh;
+    /* Taken from done_list, not run yet, in completion order. The pool's,
+     * not one BH run's: a done that polls (aio_wait_while for a sibling of
+     * its batch) runs done_bh again, nested, and that run must continue this
+     * queue. ctx's dispatch-right holder only, like bh_taken (bh.c). */
+    AioWork *done_taken, *done_taken_tail;
+    /* A run of done_bh scheduled it again for what it left in done_taken
+     * and no run has started since. Dispatch-right holder only. */
+    bool done_resched;
 };
 
 /* A cancelled job's owners are its queue position and its completion; the
@@ -152,23 +164,56 @@ static AioWork *list_reverse(AioWork *w, int *count)
     return fifo;
 }
 
+/* Dispatch-right holder only. */
+static AioWork *done_taken_pop(AioWorkPool *pool)
+{
+    AioWork *w = pool->done_taken;
+    if (w) {
+        pool->done_taken = w->done_next;
+        if (!w->done_next) {
+            pool->done_taken_tail = NULL;
+        }
+    }
+    return w;
+}
+
 static void pool_done_bh(void *opaque)
 {
     AioWorkPool *pool = opaque;
+    /* This is the run a reschedule below asked for, if any. */
+    pool->done_resched = false;
     AioWork *lifo = atomic_exchange_explicit(&pool->done_list, NULL, memory_order_acquire);
-    AioWork *fifo = NULL;
+    AioWork *fifo = NULL, *last = lifo;
     while (lifo) {
         AioWork *next = lifo->done_next;
         lifo->done_next = fifo;
         fifo = lifo;
         lifo = next;
     }
-    /* Completion order, as far as one batch goes. A done callback may
-     * submit or cancel other work, or poll (nested): that BH run then takes
-     * what was pushed since, never an item of this local list. */
-    while (fifo) {
-        AioWork *w = fifo;
-        fifo = w->done_next;
+    if (fifo) {
+        if (pool->done_taken_tail) {
+            pool->done_taken_tail->done_next = fifo;
+        } else {
+            pool->done_taken = fifo;
+        }
+        pool->done_taken_tail = last;
+    }
+    /* Completion order, across the batches taken so far. No item is held
+     * across a callback: a done may poll, and the nested run of this BH
+     * then runs what is left (and whatever completed since) before we come
+     * back, so the next item is always popped afresh. */
+    AioWork *w;
+    while ((w = done_taken_pop(pool))) {
+        if (pool->done_taken && !pool->done_resched) {
+            /* Something is left behind w: make the BH pending, so that a
+             * poll inside w's done (which only runs BHs, descriptors and
+             * timers) continues the queue instead of sleeping on a
+             * completion that is already here. Once per run: a done that
+             * does not poll leaves it scheduled for the items after it,
+             * and the one spare run it costs per burst finds nothing. */
+            pool->done_resched = true;
+            aio_bh_schedule(pool->done_bh);
+        }
         w->done(w->opaque, w->ret);
         aio__stats_inc(&pool->ctx->stats.work_completed);
         work_release(w);
@@ -585,6 +630,15 @@ static void release_list(AioWork *w)
 static void pool_drop_jobs(AioWorkPool *pool, PoolThread *threads, bool consistent)
 {
     release_list(atomic_exchange(&pool->stack, NULL));
+    /* Taken by a done_bh run that did not finish: empty unless a run was
+     * cut short (by a fork() from a done callback, which aio.h does not
+     * allow); released all the same. */
+    for (AioWork *d = pool->done_taken; d;) {
+        AioWork *next = d->done_next;
+        work_release(d);
+        d = next;
+    }
+    pool->done_taken = pool->done_taken_tail = NULL;
     for (AioWork *d = atomic_exchange(&pool->done_list, NULL); d;) {
         AioWork *next = d->done_next;
         work_release(d);

@@ -255,6 +255,73 @@ Test(work, burst_is_one_bh_and_no_syscall_while_awake, .timeout = 20)
     aio_context_unref(ctx);
 }
 
+/* A done that waits (aio_wait_while, a nested poll) for work that completed
+ * in the same batch: QEMU's block layer does this when a request's
+ * completion drains its siblings. The BH run that called the first done has
+ * taken the second one's completion from the stack, so only a nested run of
+ * the BH that continues the same queue can deliver it; without it the wait
+ * sleeps until the guard timer. One worker and a sentinel behind both make
+ * the batch deterministic (burst_is_one_bh_... above). */
+typedef struct wk_waiter {
+    AioContext *ctx;
+    wk_item *sibling;
+    atomic_int gave_up;
+    int wait_ret;
+    int sibling_runs_inside;
+    atomic_int finished;
+} wk_waiter;
+
+static bool wk_sibling_pending(void *opaque)
+{
+    wk_waiter *wt = opaque;
+    return atomic_load(&wt->sibling->done_runs) == 0 && !atomic_load(&wt->gave_up);
+}
+
+static void wk_waiting_done(void *opaque, int ret)
+{
+    wk_waiter *wt = opaque;
+    (void)ret;
+    wt->wait_ret = aio_wait_while(wt->ctx, wk_sibling_pending, wt);
+    wt->sibling_runs_inside = atomic_load(&wt->sibling->done_runs);
+    atomic_store(&wt->finished, 1);
+}
+
+static void wk_give_up(void *opaque)
+{
+    atomic_store((atomic_int *)opaque, 1);
+}
+
+Test(work, done_waits_for_a_completion_of_its_own_batch, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_int total = 0;
+    wk_item first, sibling, sentinel;
+    wk_init(&first, ctx, NULL, NULL, 1);
+    wk_init(&sibling, ctx, NULL, &total, 2);
+    wk_init(&sentinel, ctx, NULL, &total, 3);
+    wk_waiter wt = {.ctx = ctx, .sibling = &sibling};
+    cr_assert_not_null(aio_work_submit(ctx, wk_fn, &first, wk_waiting_done, &wt));
+    wk_submit(ctx, &sibling);
+    wk_submit(ctx, &sentinel);
+    /* The only worker ran first and sibling, and pushed both completions,
+     * before it started the sentinel. */
+    cr_assert(tsup_wait_flag(&sentinel.started, TC_BOUND_MS));
+    AioTimer *guard = aio_timer_new(ctx, wk_give_up, &wt.gave_up);
+    aio_timer_mod(guard, aio_clock_ns() + (int64_t)TC_BOUND_MS * 1000000);
+    cr_assert_eq(aio_poll(ctx, false), 1);
+    cr_assert(atomic_load(&wt.finished), "the waiting done did not run in that poll");
+    cr_assert_eq(wt.wait_ret, 0);
+    cr_assert(!atomic_load(&wt.gave_up),
+                  "the nested wait never got its sibling's completion (guard timer fired)");
+    cr_assert_eq(wt.sibling_runs_inside, 1);
+    cr_assert_eq(sibling.done_ret, 2);
+    cr_assert(tc_poll_until(ctx, &total, 2, TC_BOUND_MS));
+    cr_assert_eq(atomic_load(&sibling.done_runs), 1, "a completion ran twice");
+    aio_timer_free(guard);
+    aio_context_unref(ctx);
+}
+
 /* done callbacks that submit the next work: a chain, all in the context. */
 typedef struct wk_chain {
     AioContext *ctx;

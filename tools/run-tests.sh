@@ -18,9 +18,11 @@
 #   docs         the Doxygen API reference, warnings (an undocumented public
 #                function or parameter) as errors
 #   lint         .github/workflows/ checked with actionlint
-#   fuzz         the API fuzzer (clang libFuzzer, ASan+UBSan): every input in
-#                tests/fuzz/regressions/ and tests/fuzz/corpus/ replayed, then
-#                AIOPOLL_FUZZ_SECONDS (default 45) of fuzzing per POSIX backend
+#   fuzz         the fuzzers (clang libFuzzer, ASan+UBSan), per POSIX backend:
+#                fuzz_api replays tests/fuzz/regressions/ and corpus/, then
+#                fuzzes AIOPOLL_FUZZ_SECONDS (default 45); fuzz_pool replays
+#                tests/fuzz/pool-regressions/ and pool-corpus/, then fuzzes
+#                AIOPOLL_FUZZ_POOL_SECONDS (default 25)
 #   bench        aiopoll-bench --quick, a smoke run of the benchmark, its rows
 #                compared with docs/perf.csv (informational: --compare-fail
 #                is for a quiet machine, docs/performance.md)
@@ -213,43 +215,50 @@ for stage in "${stages[@]}"; do
         echo
         echo "######## fuzz"
         dir=build/test-fuzz
-        secs=${AIOPOLL_FUZZ_SECONDS:-45}
         if ! { cmake -S . -B "$dir" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
                  -DAIOPOLL_SANITIZE=address,undefined,fuzzer-no-link -DAIOPOLL_BUILD_FUZZ=ON \
                  -DAIOPOLL_BUILD_TESTS=OFF -DAIOPOLL_BUILD_EXAMPLES=OFF >"$dir.configure.log" 2>&1 &&
-               cmake --build "$dir" --target fuzz_api >"$dir.build.log" 2>&1; }; then
+               cmake --build "$dir" --target fuzz_api fuzz_pool >"$dir.build.log" 2>&1; }; then
             tail -n 40 "$dir.configure.log" "$dir.build.log"
             total_fail=$((total_fail + 1))
             failed_stages+=(fuzz)
         else
-            fz="$dir/tests/fuzz/fuzz_api"
+            # target, its regressions, its corpus, seconds of fuzzing
+            fuzzers=("api tests/fuzz/regressions tests/fuzz/corpus ${AIOPOLL_FUZZ_SECONDS:-45}"
+                     "pool tests/fuzz/pool-regressions tests/fuzz/pool-corpus ${AIOPOLL_FUZZ_POOL_SECONDS:-25}")
             while read -r backend; do
-                # Regressions and corpus first: a crash found once stays fixed.
-                if AIOPOLL_BACKEND=$backend "$fz" -runs=0 tests/fuzz/regressions tests/fuzz/corpus \
-                       >"$dir.$backend.replay.log" 2>&1; then
-                    echo "fuzz/$backend: replayed $(ls tests/fuzz/regressions tests/fuzz/corpus | wc -l) inputs: ok"
-                    total_pass=$((total_pass + 1))
-                else
-                    tail -n 40 "$dir.$backend.replay.log"
-                    total_fail=$((total_fail + 1))
-                    failed_stages+=("fuzz/$backend")
-                    continue
-                fi
-                # New inputs go to a scratch corpus; crashes to build/, to be
-                # minimised and added to tests/fuzz/regressions/.
-                work="$dir/corpus-$backend"
-                mkdir -p "$work"
-                if AIOPOLL_BACKEND=$backend "$fz" -max_total_time="$secs" -max_len=512 -timeout=20 \
-                       -artifact_prefix="$dir/$backend-" "$work" tests/fuzz/corpus \
-                       >"$dir.$backend.fuzz.log" 2>&1; then
-                    echo "fuzz/$backend: $(grep -E '^Done' "$dir.$backend.fuzz.log" | tail -n1)"
-                    total_pass=$((total_pass + 1))
-                else
-                    grep -E "invariant broken|ERROR|SUMMARY" "$dir.$backend.fuzz.log" | head -n 20
-                    ls "$dir/$backend-"* 2>/dev/null || true
-                    total_fail=$((total_fail + 1))
-                    failed_stages+=("fuzz/$backend")
-                fi
+                for spec in "${fuzzers[@]}"; do
+                    read -r name regressions corpus secs <<<"$spec"
+                    fz="$dir/tests/fuzz/fuzz_$name"
+                    tag="fuzz_$name/$backend"
+                    log="$dir.$name.$backend"
+                    # Regressions and corpus first: a crash found once stays fixed.
+                    if AIOPOLL_BACKEND=$backend "$fz" -runs=0 "$regressions" "$corpus" \
+                           >"$log.replay.log" 2>&1; then
+                        echo "$tag: replayed $(ls "$regressions" "$corpus" | wc -l) inputs: ok"
+                        total_pass=$((total_pass + 1))
+                    else
+                        tail -n 40 "$log.replay.log"
+                        total_fail=$((total_fail + 1))
+                        failed_stages+=("$tag")
+                        continue
+                    fi
+                    # New inputs go to a scratch corpus; crashes to build/, to be
+                    # minimised and added to the regressions directory.
+                    work="$dir/corpus-$name-$backend"
+                    mkdir -p "$work"
+                    if AIOPOLL_BACKEND=$backend "$fz" -max_total_time="$secs" -max_len=512 -timeout=20 \
+                           -artifact_prefix="$dir/$name-$backend-" "$work" "$corpus" \
+                           >"$log.fuzz.log" 2>&1; then
+                        echo "$tag: $(grep -E '^Done' "$log.fuzz.log" | tail -n1)"
+                        total_pass=$((total_pass + 1))
+                    else
+                        grep -E "invariant broken|ERROR|SUMMARY" "$log.fuzz.log" | head -n 20
+                        ls "$dir/$name-$backend-"* 2>/dev/null || true
+                        total_fail=$((total_fail + 1))
+                        failed_stages+=("$tag")
+                    fi
+                done
             done < <(grep -v '^win32$' "$dir/aiopoll-backends.txt")
         fi
         ;;

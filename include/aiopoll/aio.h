@@ -500,6 +500,9 @@ typedef void AioWorkDone(void *opaque, int ret);
  * maximum run. Completions reach the context as one bottom half per batch:
  * when the context is awake (not asleep in aio_poll) a completion costs no
  * system call, and many completions that finish together cost one wake-up.
+ * done may submit and cancel work and poll ctx (aio_wait_while() for other
+ * work, also for work that completed in the same batch: the nested poll runs
+ * the rest of the batch, in completion order).
  * @param ctx the context whose polls run done
  * @param fn the work, run on a worker thread
  * @param arg passed to fn
