@@ -83,8 +83,15 @@ void aio__timers_teardown(AioContext *ctx);
 
 /* The clock of ctx's timers of that type: REALTIME honours the test clock. */
 int64_t aio__timer_clock_now(AioContext *ctx, AioClockType type);
-/* Whether the virtual clock is stopped now. Any thread. */
-bool aio__virtual_clock_stopped(void);
+/* The virtual clock's reading and whether it is stopped, read together.
+ * Any thread. */
+int64_t aio__virtual_clock_read(bool *stopped);
+/* fork() (src/fork.c): the process-wide locks of clock.c and wait.c, taken
+ * before a fork and released on both sides after it. */
+void aio__clock_fork_lock(void);
+void aio__clock_fork_unlock(void);
+void aio__wait_fork_lock(void);
+void aio__wait_fork_unlock(void);
 /* Registers ctx as having VIRTUAL timers (woken by every change of the
  * virtual clock) once; the context's destruction unregisters it. */
 void aio__virtual_clock_register(AioContext *ctx);

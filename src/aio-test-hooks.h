@@ -73,6 +73,16 @@ typedef enum AioHookPoint {
     /* A worker thread, under the pool's lock: parked, it found no work and is
      * about to sleep. The hook must not call into the pool. */
     AIO_HOOK_WORKER_SLEEP,
+    /* aio_virtual_clock_stop/start/set_ns, on the changing thread, under the
+     * process-wide list lock of the virtual clock, about to notify this
+     * context (one of those with VIRTUAL timers). The hook must not call
+     * into the virtual clock; a fork() made meanwhile by another thread is
+     * what src/fork.c is for. */
+    AIO_HOOK_VCLOCK_NOTIFY,
+    /* aio_wait_kick(), on the kicking thread, under the process-wide lock
+     * of the waiter list, about to notify this context (one that waits in
+     * aio_wait_while()). The same rules as AIO_HOOK_VCLOCK_NOTIFY. */
+    AIO_HOOK_WAIT_KICK,
 } AioHookPoint;
 
 typedef void AioTestHook(AioContext *ctx, AioHookPoint point, void *opaque);

@@ -23,22 +23,45 @@ static aio_mutex_t vclock_lock = AIO_MUTEX_INITIALIZER;
 static bool vclock_stopped;    /* vclock_lock */
 static int64_t vclock_offset;  /* running: value = REALTIME + offset */
 static int64_t vclock_frozen;  /* stopped: the value */
-/* A mirror of vclock_stopped for the poll's timeout computation, which
- * only needs to know whether to count virtual deadlines at all. seq_cst:
- * it is read after the poll's notify_me increment (the Dekker pair above). */
-static atomic_bool vclock_stopped_mirror;
 
 static aio_mutex_t vlist_lock = AIO_MUTEX_INITIALIZER;
 static AioContext *vlist;
 
+/* Saturates at INT64_MAX: set_ns() accepts any ns up to it, and a running
+ * clock set near it must stand there, not wrap to INT64_MIN. */
 static int64_t vclock_now_locked(void)
 {
-    return vclock_stopped ? vclock_frozen : aio__clock_ns() + vclock_offset;
+    if (vclock_stopped) {
+        return vclock_frozen;
+    }
+    int64_t rt = aio__clock_ns();
+    return vclock_offset > INT64_MAX - rt ? INT64_MAX : rt + vclock_offset;
+}
+
+/* Every public entry point that takes one of the process-wide locks first
+ * makes sure the fork handlers that keep them whole are registered
+ * (src/fork.c): the virtual clock may be used before any context exists. */
+static void vclock_lock_acquire(void)
+{
+    aio__platform_init();
+    aio__mutex_lock(&vclock_lock);
+}
+
+void aio__clock_fork_lock(void)
+{
+    aio__mutex_lock(&vlist_lock);
+    aio__mutex_lock(&vclock_lock);
+}
+
+void aio__clock_fork_unlock(void)
+{
+    aio__mutex_unlock(&vclock_lock);
+    aio__mutex_unlock(&vlist_lock);
 }
 
 static int64_t vclock_now(void)
 {
-    aio__mutex_lock(&vclock_lock);
+    vclock_lock_acquire();
     int64_t now = vclock_now_locked();
     aio__mutex_unlock(&vclock_lock);
     return now;
@@ -66,9 +89,13 @@ int64_t aio__timer_clock_now(AioContext *ctx, AioClockType type)
     return type == AIO_CLOCK_REALTIME ? aio__timers_now(ctx) : aio_clock_get_ns(type);
 }
 
-bool aio__virtual_clock_stopped(void)
+int64_t aio__virtual_clock_read(bool *stopped)
 {
-    return atomic_load(&vclock_stopped_mirror);
+    aio__mutex_lock(&vclock_lock);
+    int64_t now = vclock_now_locked();
+    *stopped = vclock_stopped;
+    aio__mutex_unlock(&vclock_lock);
+    return now;
 }
 
 void aio__virtual_clock_register(AioContext *ctx)
@@ -111,6 +138,7 @@ static void vclock_changed(void)
 {
     aio__mutex_lock(&vlist_lock);
     for (AioContext *ctx = vlist; ctx; ctx = ctx->vclock_next) {
+        aio__call_hook(ctx, AIO_HOOK_VCLOCK_NOTIFY);
         aio_notify(ctx);
     }
     aio__mutex_unlock(&vlist_lock);
@@ -118,12 +146,11 @@ static void vclock_changed(void)
 
 void aio_virtual_clock_stop(void)
 {
-    aio__mutex_lock(&vclock_lock);
+    vclock_lock_acquire();
     bool changed = !vclock_stopped;
     if (changed) {
-        vclock_frozen = aio__clock_ns() + vclock_offset;
+        vclock_frozen = vclock_now_locked();
         vclock_stopped = true;
-        atomic_store(&vclock_stopped_mirror, true);
     }
     aio__mutex_unlock(&vclock_lock);
     /* A sleeping poll's timeout counted a virtual deadline that will not
@@ -136,13 +163,12 @@ void aio_virtual_clock_stop(void)
 
 void aio_virtual_clock_start(void)
 {
-    aio__mutex_lock(&vclock_lock);
+    vclock_lock_acquire();
     bool changed = vclock_stopped;
     if (changed) {
         /* Continue from the frozen value: the stopped time is not added. */
         vclock_offset = vclock_frozen - aio__clock_ns();
         vclock_stopped = false;
-        atomic_store(&vclock_stopped_mirror, false);
     }
     aio__mutex_unlock(&vclock_lock);
     /* Needed: a poll that sleeps while the clock is stopped counted no
@@ -154,7 +180,7 @@ void aio_virtual_clock_start(void)
 
 int aio_virtual_clock_set_ns(int64_t ns)
 {
-    aio__mutex_lock(&vclock_lock);
+    vclock_lock_acquire();
     if (ns < vclock_now_locked()) {
         aio__mutex_unlock(&vclock_lock);
         return -EINVAL;

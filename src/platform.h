@@ -65,11 +65,19 @@ int aio__check_fd(aio_fd_t fd);
 int aio__object_open(AioObject *o, aio_fd_t fd, const AioEventNotifier *n);
 void aio__object_close(AioObject *o);
 
-/* Once per process, before the first context is made (aio_context_new);
- * idempotent and safe from any thread. Registers what the fork generation
- * below needs (POSIX: the pthread_atfork handler), so that the getter is a
- * plain load instead of a pthread_once on every aio_poll. */
+/* Once per process, before the first context is made (aio_context_new) and
+ * before the first use of a process-wide lock (src/fork.c); idempotent and
+ * safe from any thread. Registers what the fork generation below and the
+ * core's fork handlers need (POSIX: the pthread_atfork handlers), so that
+ * the getter is a plain load instead of a pthread_once on every aio_poll. */
 void aio__platform_init(void);
+
+/* The core's fork handlers (src/fork.c), for the platform layer to run
+ * around every fork() once aio__platform_init() has run: prepare in the
+ * parent before the fork, parent and child on each side after it. */
+void aio__fork_prepare(void);
+void aio__fork_parent(void);
+void aio__fork_child(void);
 
 /* The number of fork()s between the process's start and the calling
  * process: it changes in a child at the moment of fork(). Written only by

@@ -220,24 +220,32 @@ void aio_timer_free(AioTimer *t)
 int64_t aio__timers_timeout_ns(AioContext *ctx)
 {
     int64_t best = -1;
+    /* The bit, not earliest_ns == INT64_MAX, says whether a clock has timers:
+     * INT64_MAX is a deadline too, which the virtual clock can reach. */
     unsigned armed = atomic_load(&ctx->timers_armed);
     for (int c = 0; armed; c++, armed >>= 1) {
         if (!(armed & 1u)) {
             continue;
         }
         int64_t earliest = atomic_load(&ctx->timers[c].earliest_ns);
-        if (earliest == INT64_MAX) {
+        bool stopped = false;
+        int64_t now = c == AIO_CLOCK_VIRTUAL ? aio__virtual_clock_read(&stopped)
+                                             : aio__timer_clock_now(ctx, (AioClockType)c);
+        int64_t d;
+        if (earliest <= now) {
+            /* A deadline equal to now is due (0), like in dispatch below,
+             * on a stopped virtual clock too. */
+            d = 0;
+        } else if (stopped) {
+            /* Stopped, the virtual clock reaches no future deadline by the
+             * passing of time; starting or setting it notifies this
+             * context, after which this is computed again. */
             continue;
+        } else {
+            /* earliest > now; a clock that reads below 0 (a wall clock set
+             * before 1970) must not overflow the difference. */
+            d = now < 0 && earliest > INT64_MAX + now ? INT64_MAX : earliest - now;
         }
-        /* Stopped, the virtual clock does not reach any deadline by the
-         * passing of time; starting or setting it notifies this context,
-         * after which this is computed again. */
-        if (c == AIO_CLOCK_VIRTUAL && aio__virtual_clock_stopped()) {
-            continue;
-        }
-        int64_t now = aio__timer_clock_now(ctx, (AioClockType)c);
-        /* A deadline equal to now is due (0), like in dispatch below. */
-        int64_t d = earliest > now ? earliest - now : 0;
         /* The wall clock may jump while we sleep on a relative timeout:
          * wake up often enough to see where it went. */
         if (c == AIO_CLOCK_HOST && d > AIO_HOST_SLEEP_MAX_NS) {
@@ -261,8 +269,7 @@ bool aio__timers_dispatch(AioContext *ctx)
     unsigned armed = atomic_load_explicit(&ctx->timers_armed, memory_order_relaxed);
     for (int c = 0; armed; c++, armed >>= 1) {
         AioTimerHeap *h = &ctx->timers[c];
-        if (!(armed & 1u) ||
-            atomic_load_explicit(&h->earliest_ns, memory_order_relaxed) == INT64_MAX) {
+        if (!(armed & 1u)) {
             continue;
         }
         /* A stopped virtual clock still fires what is due at its standing

@@ -66,6 +66,17 @@ static void waiter_unlink(Waiter *w)
     aio__mutex_unlock(&waiters_lock);
 }
 
+/* src/fork.c. */
+void aio__wait_fork_lock(void)
+{
+    aio__mutex_lock(&waiters_lock);
+}
+
+void aio__wait_fork_unlock(void)
+{
+    aio__mutex_unlock(&waiters_lock);
+}
+
 int aio_wait_while(AioContext *ctx, bool (*cond)(void *opaque), void *opaque)
 {
     if (!ctx || !cond) {
@@ -107,6 +118,7 @@ void aio_wait_kick(void)
     /* Nested waits of one context appear once per wait: notifying twice
      * is harmless (the second only counts one more notification). */
     for (Waiter *w = waiters; w; w = w->next) {
+        aio__call_hook(w->ctx, AIO_HOOK_WAIT_KICK);
         aio_notify(w->ctx);
     }
     aio__mutex_unlock(&waiters_lock);

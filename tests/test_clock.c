@@ -294,3 +294,120 @@ Test(clock, heaps_per_clock_do_not_mix, .timeout = 20)
     aio_timer_free(rt.t);
     aio_context_unref(ctx);
 }
+
+/* ---- The virtual clock at its edges (a review of stop 23) ------------------ */
+
+/* A due VIRTUAL timer that a dispatch pass left for the next poll: armed in
+ * the pass (by a REALTIME callback, which runs first), so the pass's "armed
+ * before it began" rule skips it, and not its heap's earliest (C is), so
+ * nobody notified. The next blocking poll must not sleep over it, also when
+ * the clock is stopped: a stopped clock still makes a reached deadline's
+ * timeout 0. Before the fix the stopped case slept until the watchdog. */
+typedef struct ck_late {
+    ck_timer b;
+    int64_t v;
+    atomic_int a_fired;
+} ck_late;
+
+static void ck_late_arm(void *opaque)
+{
+    ck_late *s = opaque;
+    ck_arm(&s->b, s->v);
+    atomic_fetch_add(&s->a_fired, 1);
+}
+
+static void ck_due_left_for_next_poll(bool stopped)
+{
+    AioContext *ctx = tc_ctx_new();
+    if (stopped) {
+        aio_virtual_clock_stop();
+    }
+    ck_late s;
+    atomic_init(&s.a_fired, 0);
+    ck_timer c;
+    ck_init(&c, ctx, AIO_CLOCK_VIRTUAL);
+    ck_init(&s.b, ctx, AIO_CLOCK_VIRTUAL);
+    AioTimer *a = aio_timer_new_on(ctx, AIO_CLOCK_REALTIME, ck_late_arm, &s);
+    s.v = aio_clock_get_ns(AIO_CLOCK_VIRTUAL);
+    ck_arm(&c, s.v - 1);
+    aio_timer_mod(a, aio_clock_ns());
+    tc_poll_result r = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    cr_assert_eq(r.ret, 1);
+    cr_assert_eq(atomic_load(&s.a_fired), 1);
+    cr_assert_eq(atomic_load(&c.fired), 1);
+    cr_assert_eq(atomic_load(&s.b.fired), 0, "the pass fired a timer armed during it");
+    cr_assert(aio_timer_pending(s.b.t));
+    r = tc_poll_blocking_bounded(ctx, 500);
+    cr_assert(!r.rescued,
+              "the next blocking poll slept %lld ms with a due VIRTUAL timer (clock %s)",
+              (long long)r.elapsed_ms, stopped ? "stopped" : "running");
+    cr_assert_eq(atomic_load(&s.b.fired), 1);
+    cr_assert_geq(s.b.fired_at, s.v);
+    aio_timer_free(a);
+    aio_timer_free(c.t);
+    aio_timer_free(s.b.t);
+    aio_context_unref(ctx);
+}
+
+Test(clock, due_virtual_timer_is_not_slept_over, .timeout = 20)
+{
+    ck_due_left_for_next_poll(false);
+}
+
+Test(clock, due_virtual_timer_on_a_stopped_clock_is_not_slept_over, .timeout = 20)
+{
+    ck_due_left_for_next_poll(true);
+}
+
+/* INT64_MAX is a deadline like any other (it used to be the "no timer"
+ * value of a heap's earliest deadline too, and such a timer never fired). */
+Test(clock, virtual_timer_at_int64_max_fires_when_the_clock_gets_there, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    aio_virtual_clock_stop();
+    ck_timer t;
+    ck_init(&t, ctx, AIO_CLOCK_VIRTUAL);
+    ck_arm(&t, INT64_MAX);
+    cr_assert(!tc_poll_until(ctx, &t.fired, 1, 50), "fired before the clock got there");
+    cr_assert_eq(aio_virtual_clock_set_ns(INT64_MAX), 0);
+    cr_assert_eq(aio_clock_get_ns(AIO_CLOCK_VIRTUAL), INT64_MAX);
+    cr_assert(tc_poll_until(ctx, &t.fired, 1, TC_BOUND_MS),
+              "due at INT64_MAX but not fired (pending %d)", aio_timer_pending(t.t));
+    aio_timer_free(t.t);
+    aio_context_unref(ctx);
+}
+
+/* Running, the clock is REALTIME plus an offset: set near INT64_MAX it must
+ * stand there, not wrap negative (signed overflow: UBSan's complaint, then a
+ * clock that went backwards and accepted a set to 0). */
+Test(clock, running_virtual_clock_set_near_int64_max_saturates, .timeout = 20)
+{
+    cr_assert_eq(aio_virtual_clock_set_ns(INT64_MAX - 1000000), 0);
+    int64_t v0 = aio_clock_get_ns(AIO_CLOCK_VIRTUAL);
+    tsup_sleep_ms(5);
+    int64_t v1 = aio_clock_get_ns(AIO_CLOCK_VIRTUAL);
+    cr_assert_geq(v1, v0, "the virtual clock went backwards: %lld then %lld", (long long)v0,
+                  (long long)v1);
+    cr_assert_eq(v1, INT64_MAX, "5 ms past INT64_MAX - 1 ms it reads %lld", (long long)v1);
+    cr_assert_eq(aio_virtual_clock_set_ns(0), -EINVAL);
+    aio_virtual_clock_stop();
+    cr_assert_eq(aio_clock_get_ns(AIO_CLOCK_VIRTUAL), INT64_MAX, "stop froze another value");
+    aio_virtual_clock_start();
+    cr_assert_eq(aio_clock_get_ns(AIO_CLOCK_VIRTUAL), INT64_MAX);
+}
+
+/* And a timer just short of INT64_MAX on such a running clock fires. */
+Test(clock, virtual_timer_near_int64_max_fires_on_a_running_clock, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    ck_timer t;
+    ck_init(&t, ctx, AIO_CLOCK_VIRTUAL);
+    cr_assert_eq(aio_virtual_clock_set_ns(INT64_MAX - 5000000), 0);
+    ck_arm(&t, INT64_MAX - 1);
+    cr_assert(tc_poll_until(ctx, &t.fired, 1, TC_BOUND_MS),
+              "5 ms of running virtual time away, not fired; the clock reads %lld",
+              (long long)aio_clock_get_ns(AIO_CLOCK_VIRTUAL));
+    cr_assert_geq(t.fired_at, INT64_MAX - 1);
+    aio_timer_free(t.t);
+    aio_context_unref(ctx);
+}

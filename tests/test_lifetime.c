@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -522,4 +523,157 @@ Test(lifetime, after_fork_refuses_an_attached_context_until_the_child_detaches, 
     cr_assert_eq(atomic_load(&hits), 1);
     cr_assert_eq(aio_embed_detach(ctx), 0);
     ctx_reading_free(ctx, p);
+}
+
+/* ---- fork() while another thread holds a process-wide lock --------------- */
+
+/* The virtual clock's locks and aio_wait_while's waiter list are the
+ * process's, not a context's, so aio.h's fork precondition (no other thread
+ * inside a call on *the* context) does not keep them free. A thread of the
+ * parent is held, by a hook, inside aio_virtual_clock_set_ns() (list lock
+ * held, notifying) or inside aio_wait_kick() (waiter lock held) while the
+ * test thread forks. The hook lets go once the fork happened, or after
+ * 300 ms: with the fork handlers (src/fork.c) the fork itself waits for the
+ * lock, so the hook times out and the child gets the locks free; without
+ * them the child inherits them held and its calls below hang until the
+ * alarm kills it. */
+typedef struct fork_locked {
+    AioHookPoint point;
+    atomic_int inside, forked, release;
+    AioContext *waiting; /* the aio_wait_while context (AIO_HOOK_WAIT_KICK) */
+} fork_locked;
+
+static void fork_locked_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)ctx;
+    fork_locked *fl = opaque;
+    if (point == fl->point && !atomic_exchange(&fl->inside, 1)) {
+        (void)tsup_wait_flag(&fl->forked, 300);
+    }
+}
+
+static void fork_locked_set(void *arg)
+{
+    (void)arg;
+    /* Stopped (fork_while_held): setting it to its reading always succeeds,
+     * and so always notifies. */
+    cr_assert_eq(aio_virtual_clock_set_ns(aio_clock_get_ns(AIO_CLOCK_VIRTUAL)), 0);
+}
+
+static void fork_locked_kick(void *arg)
+{
+    (void)arg;
+    aio_wait_kick();
+}
+
+static bool fork_locked_not_released(void *opaque)
+{
+    return !atomic_load(&((fork_locked *)opaque)->release);
+}
+
+static void fork_locked_wait(void *arg)
+{
+    fork_locked *fl = arg;
+    cr_assert_eq(aio_context_set_home_thread(fl->waiting), 0);
+    cr_assert_eq(aio_wait_while(fl->waiting, fork_locked_not_released, fl), 0);
+}
+
+/* Detached, with a done flag instead of a join: the child of a fork made
+ * while such a thread runs inherits no joinable thread that it could be
+ * told it leaked (TSan checks the child's threads at its exit). */
+typedef struct fork_thread {
+    void (*fn)(void *);
+    void *arg;
+    atomic_int done;
+} fork_thread;
+
+static void *fork_thread_main(void *opaque)
+{
+    fork_thread *ft = opaque;
+    ft->fn(ft->arg);
+    atomic_store(&ft->done, 1);
+    return NULL;
+}
+
+static void fork_thread_start(fork_thread *ft, void (*fn)(void *), void *arg)
+{
+    *ft = (fork_thread){.fn = fn, .arg = arg};
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    cr_assert_eq(pthread_create(&t, &attr, fork_thread_main, ft), 0);
+    pthread_attr_destroy(&attr);
+}
+
+static void fork_while_held(AioHookPoint point)
+{
+    fork_locked fl = {.point = point};
+    aio_virtual_clock_stop();
+    /* Inherited by the child: a context with a VIRTUAL timer, whose unref
+     * there unlists it (the list lock). */
+    AioContext *inherited = tc_ctx_new();
+    AioTimer *vt = aio_timer_new_on(inherited, AIO_CLOCK_VIRTUAL, tc_count_cb, NULL);
+    cr_assert_not_null(vt);
+    fork_thread waiter = {0}, holder = {0};
+    bool waiting = point == AIO_HOOK_WAIT_KICK;
+    if (waiting) {
+        fl.waiting = aio_context_new();
+        cr_assert_not_null(fl.waiting);
+        aio__set_test_hook(fl.waiting, fork_locked_hook, &fl);
+        fork_thread_start(&waiter, fork_locked_wait, &fl);
+    } else {
+        aio__set_test_hook(inherited, fork_locked_hook, &fl);
+    }
+    /* aio_wait_kick notifies only once the waiter is listed: kick (or set)
+     * again until the hook says it was reached. */
+    for (int i = 0; i < 200 && !atomic_load(&fl.inside); i++) {
+        if (i > 0) {
+            cr_assert(tsup_wait_flag(&holder.done, TC_BOUND_MS));
+        }
+        fork_thread_start(&holder, waiting ? fork_locked_kick : fork_locked_set, NULL);
+        tsup_sleep_ms(5);
+    }
+    cr_assert(atomic_load(&fl.inside), "the hook was never reached");
+
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        alarm(3);
+        (void)aio_clock_get_ns(AIO_CLOCK_VIRTUAL);  /* the clock's lock */
+        aio_timer_free(vt);
+        aio_context_unref(inherited);               /* the list lock */
+        aio_wait_kick();                            /* the waiter lock */
+        AioContext *own = aio_context_new();
+        AioTimer *t = aio_timer_new_on(own, AIO_CLOCK_VIRTUAL, tc_count_cb, NULL);
+        aio_timer_free(t);
+        aio_context_unref(own);
+        _exit(0);
+    }
+    atomic_store(&fl.forked, 1);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(tsup_wait_flag(&holder.done, TC_BOUND_MS));
+    if (waiting) {
+        atomic_store(&fl.release, 1);
+        aio_wait_kick();
+        cr_assert(tsup_wait_flag(&waiter.done, TC_BOUND_MS));
+        aio_context_unref(fl.waiting);
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child hung on a lock the parent's other thread held at fork() (%s)",
+              WIFSIGNALED(status) ? "killed by the alarm" : "bad exit");
+    aio_timer_free(vt);
+    aio_context_unref(inherited);
+    aio_virtual_clock_start();
+}
+
+Test(lifetime, fork_during_a_virtual_clock_change_leaves_the_child_usable, .timeout = 30)
+{
+    fork_while_held(AIO_HOOK_VCLOCK_NOTIFY);
+}
+
+Test(lifetime, fork_during_a_wait_kick_leaves_the_child_usable, .timeout = 30)
+{
+    fork_while_held(AIO_HOOK_WAIT_KICK);
 }

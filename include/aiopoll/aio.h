@@ -171,7 +171,10 @@ AIOPOLL_API void aio_context_unref(AioContext *ctx);
  *    aio_context_unref() and aio_context_after_fork() discard the inherited
  *    pool without waiting for anything (no fn or done of its work runs in
  *    the child), and after aio_context_after_fork() the next
- *    aio_work_submit() starts workers of the child's own.
+ *    aio_work_submit() starts workers of the child's own;
+ *  - the process-wide state (the virtual clock and its list of contexts,
+ *    the waiters of aio_wait_while()) is whole and unlocked in the child,
+ *    whatever other threads of the parent were doing with it at fork().
  * This is libuv's uv_loop_fork() / libevent's event_reinit() policy; a child
  * that just execs needs none of it. Not applicable on Windows.
  * @{ */
@@ -623,6 +626,8 @@ AIOPOLL_API void aio_virtual_clock_start(void);
  * that became due fire in their contexts, each of which is woken. Any
  * thread.
  * @param ns the new reading
+ * A running clock set close to INT64_MAX stops advancing there (it never
+ * wraps), and a timer at INT64_MAX fires once the clock reads INT64_MAX.
  * @return 0, or -EINVAL when ns is before the clock's current value (it only
  * moves forward). */
 AIOPOLL_API int aio_virtual_clock_set_ns(int64_t ns);

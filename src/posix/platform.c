@@ -218,13 +218,14 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 static void on_fork_child(void)
 {
     atomic_fetch_add_explicit(&aio__fork_gen, 1, memory_order_relaxed);
+    aio__fork_child();
 }
 
 static void fork_register(void)
 {
     /* Failure (ENOMEM) leaves fork undetected: children then behave as the
      * parent would, which is what the library did before it had a policy. */
-    (void)pthread_atfork(NULL, NULL, on_fork_child);
+    (void)pthread_atfork(aio__fork_prepare, aio__fork_parent, on_fork_child);
 }
 
 #if AIOPOLL_TEST_HOOKS
