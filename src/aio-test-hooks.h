@@ -61,8 +61,9 @@ typedef enum AioHookPoint {
      * is announced, the notification) is still to come. A poll that looks
      * from here on finds the BH but not yet its notification. */
     AIO_HOOK_BH_AFTER_PUSH,
-    /* The last unref, on its thread: the worker pool has dropped the work
-     * that had not started and is about to wait for the running work. */
+    /* The last unref, on its thread: the worker pool is stopping (no worker
+     * claims a job from here on) and is about to wait for the running work,
+     * then drop the work that had not started. */
     AIO_HOOK_POOL_STOPPING,
     /* A worker thread of the pool: it has taken a job into its batch and is
      * about to claim it (QUEUED -> RUNNING) and run fn. No lock held. */

@@ -4,11 +4,16 @@
  * context (QEMU util/thread-pool.c, libuv uv_queue_work).
  *
  * Submission is lock-free: a Treiber push onto pool->stack. Workers take
- * jobs in batches under take_lock, which only workers contend for: the one
- * that finds the ready list empty takes the whole stack with one exchange and
- * reverses it (submission order), then each worker cuts its share of the
- * ready list (ready / max_workers, at least 1, at most BATCH_MAX), so a batch
- * is longer than one job only when there are more queued jobs than workers.
+ * jobs in batches under take_lock, which only workers contend for: every
+ * take moves the whole stack (one exchange, reversed: submission order)
+ * behind the ready list, then cuts its share of the ready list (ready /
+ * max_workers, at least 1, at most BATCH_MAX), so a batch is longer than one
+ * job only when there are more queued jobs than workers. Every take reads
+ * the stack, also behind a ready list that is not empty: a submitter that
+ * found a worker spinning skipped its wake on the promise that this worker
+ * reads its job, and a take that served itself from the ready list alone
+ * left the job on the stack, unseen, while workers parked or were never
+ * started (work::push_behind_a_ready_list_is_taken_or_passed_on).
  *
  * The claim: a job's state goes QUEUED -> RUNNING (the worker, right before
  * fn) or QUEUED -> CANCELLED (aio_work_cancel) by one compare-and-swap, so
@@ -47,6 +52,7 @@
  * are joined by the next thread start, or by the teardown; every thread is
  * joined exactly once.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "aio-internal.h"
@@ -79,6 +85,10 @@ typedef struct PoolThread {
     /* Taken, not yet finished; the head is the one running. Only its worker
      * touches it, and a forked child that frees what the parent left. */
     AioWork *batch;
+    /* aio__thread_id() of the worker, stored by the worker itself: only an
+     * equality test by that same thread reads it (the teardown's misuse
+     * check), and a thread always sees its own store. */
+    _Atomic uint64_t tid;
     struct PoolThread *next;
 } PoolThread;
 
@@ -89,6 +99,7 @@ struct AioWorkPool {
     _Atomic(AioWork *) stack; /* submitted, newest first */
     aio_mutex_t take_lock;    /* workers only */
     _Atomic(AioWork *) ready; /* take_lock; read without it to see work exists */
+    AioWork *ready_tail;      /* take_lock; the last of ready when ready is set */
     int nready;               /* take_lock */
 
     atomic_int nspinning;  /* workers looking at the queue before they park */
@@ -323,10 +334,23 @@ static bool take_batch(AioWorkPool *pool, PoolThread *self)
 {
     aio__mutex_lock(&pool->take_lock);
     AioWork *r = atomic_load_explicit(&pool->ready, memory_order_relaxed);
-    if (!r) {
-        /* acquire: the submitters' fields, published by their release CAS. */
+    /* Always the stack too, also behind a non-empty ready list: a submitter
+     * that saw us counted (spinning or woken) skipped its wake and relies on
+     * this read to take its job, or to pass it on through the kick below.
+     * seq_cst load: the worker's half of the pairs in the header comment;
+     * acquire exchange: the submitters' fields, published by their CAS. */
+    if (atomic_load(&pool->stack)) {
         AioWork *lifo = atomic_exchange_explicit(&pool->stack, NULL, memory_order_acquire);
-        r = list_reverse(lifo, &pool->nready);
+        int n;
+        AioWork *fifo = list_reverse(lifo, &n);
+        if (r) {
+            pool->ready_tail->next = fifo;
+            pool->nready += n;
+        } else {
+            r = fifo;
+            pool->nready = n;
+        }
+        pool->ready_tail = lifo; /* the newest, last after the reversal */
     }
     if (!r) {
         aio__mutex_unlock(&pool->take_lock);
@@ -453,13 +477,38 @@ static bool spin(AioWorkPool *pool)
     return false;
 }
 
+/* Between batches: a worker above a lowered maximum leaves instead of
+ * taking more work (park() does the same for parked ones). Counted in
+ * nworkers only here; the others (at least max of them) read the queue
+ * before they park, and work already visible is passed to a sleeper. */
+static bool leave_if_surplus(AioWorkPool *pool)
+{
+    if (atomic_load(&pool->nworkers) <= atomic_load(&pool->max_workers)) {
+        return false;
+    }
+    aio__mutex_lock(&pool->lock);
+    bool leave = atomic_load(&pool->nworkers) > atomic_load(&pool->max_workers);
+    if (leave) {
+        atomic_fetch_sub(&pool->nworkers, 1);
+        if (work_visible(pool)) {
+            wake_one_locked(pool);
+        }
+    }
+    aio__mutex_unlock(&pool->lock);
+    return leave;
+}
+
 static void worker_main(void *opaque)
 {
     PoolThread *self = opaque;
     AioWorkPool *pool = self->pool;
+    atomic_store_explicit(&self->tid, aio__thread_id(), memory_order_relaxed);
     for (;;) {
         if (atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
             atomic_fetch_sub(&pool->nworkers, 1);
+            break;
+        }
+        if (leave_if_surplus(pool)) {
             break;
         }
         if (take_batch(pool, self)) {
@@ -610,6 +659,11 @@ int aio_context_set_thread_pool_params(AioContext *ctx, int min_workers, int max
     /* Parked workers re-check: those above the new maximum exit. */
     aio__cond_broadcast(&pool->park);
     aio__mutex_unlock(&pool->lock);
+    /* A higher maximum: queued work that found every worker busy gets one
+     * (the kick starts one below the new maximum; its take chains on). */
+    if (work_visible(pool)) {
+        pool_kick(pool);
+    }
     return 0;
 }
 
@@ -717,6 +771,21 @@ void aio__work_teardown(AioContext *ctx)
         pool_discard_forked(pool);
         return;
     }
+    /* The last unref from inside fn, on one of our workers, would wait for
+     * its own return (aio.h: it waits for every running fn), or free the
+     * batch and the pool that fn returns into: say so and stop, rather than
+     * hang or corrupt memory. Our own id can only match our own store. */
+    uint64_t self = aio__thread_id();
+    aio__mutex_lock(&pool->lock);
+    for (PoolThread *t = pool->live; t; t = t->next) {
+        if (atomic_load_explicit(&t->tid, memory_order_relaxed) == self) {
+            fprintf(stderr, "aiopoll: the last aio_context_unref() of a context was called "
+                            "from fn of that context's own worker pool (aio.h: it must not "
+                            "be; it would wait for fn to return)\n");
+            abort();
+        }
+    }
+    aio__mutex_unlock(&pool->lock);
     /* From here no worker claims a job: each checks stopping before its
      * claim, and this thread is the one that sets it. A worker past its
      * check is running that job, and the join below waits for it. */

@@ -805,3 +805,235 @@ Test(work, stress_bursts_park_and_wake_many_submitters, .timeout = 120)
 {
     wk_stress_run(8, 3, wk_burst_submitter_main);
 }
+
+/* ---- From a review of the pool (stop 23) ------------------------------------ */
+
+/* A job that waits (bounded) for *gate and records whether it opened. */
+typedef struct wk_gated {
+    atomic_int *gate; /* NULL: returns at once */
+    int wait_ms;
+    atomic_int started;
+    atomic_int gate_seen;
+    atomic_int done_runs;
+    int value;
+} wk_gated;
+
+static int wk_gated_fn(void *arg)
+{
+    wk_gated *g = arg;
+    atomic_store(&g->started, 1);
+    if (g->gate) {
+        atomic_store(&g->gate_seen, tsup_wait_flag(g->gate, g->wait_ms) ? 1 : 0);
+    }
+    return g->value;
+}
+
+static void wk_gated_done(void *opaque, int ret)
+{
+    wk_gated *g = opaque;
+    cr_assert_eq(ret, g->value);
+    atomic_fetch_add(&g->done_runs, 1);
+}
+
+static void wk_gated_init(wk_gated *g, atomic_int *gate, int wait_ms, int value)
+{
+    memset(g, 0, sizeof(*g));
+    g->gate = gate;
+    g->wait_ms = wait_ms;
+    g->value = value;
+}
+
+static void wk_gated_submit(AioContext *ctx, wk_gated *g)
+{
+    cr_assert_not_null(aio_work_submit(ctx, wk_gated_fn, g, wk_gated_done, g));
+}
+
+static void wk_gated_poll_until(AioContext *ctx, wk_gated **gs, int n, int ms)
+{
+    int64_t t0 = tsup_now_ns();
+    for (;;) {
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            done += atomic_load(&gs[i]->done_runs);
+        }
+        if (done >= n || tsup_ms_since(t0) > ms) {
+            break;
+        }
+        aio_poll(ctx, false);
+        tsup_sleep_ms(1);
+    }
+}
+
+/* A push that a spinning worker was counted for, made while the ready list
+ * is not empty: the worker's next take served itself from the ready list
+ * and never read the stack, so S waited for a busy worker with a slot free
+ * (max 3, 2 running: A1 and A2 each wait for S to start, 1.5 s). The hook
+ * holds worker X where it still counts as spinning, so every submission
+ * and Z's cut skip their wake-ups. */
+typedef struct wk_strand {
+    AioContext *ctx;
+    atomic_int armed, reached;
+    atomic_int *rel0;
+    wk_gated *a1, *a2, *s;
+} wk_strand;
+
+static void wk_strand_hook(AioContext *ctx, AioHookPoint point, void *opaque)
+{
+    (void)ctx;
+    wk_strand *st = opaque;
+    if (point != AIO_HOOK_WORKER_IDLE || !atomic_exchange(&st->armed, 0)) {
+        return;
+    }
+    /* X: no work, nspinning 1 (Z is blocked in J0). */
+    wk_gated_submit(st->ctx, st->a1);
+    wk_gated_submit(st->ctx, st->a2);
+    /* Z comes back, takes [A1, A2], cuts A1 (2 / 3 workers: 1 each) and
+     * leaves ready = [A2]; its kick sees X spinning. */
+    atomic_store(st->rel0, 1);
+    if (!tsup_wait_flag(&st->a1->started, TC_BOUND_MS)) {
+        return;
+    }
+    wk_gated_submit(st->ctx, st->s); /* on the stack, behind ready = [A2] */
+    atomic_store(&st->reached, 1);
+    /* X goes on: finds work, takes A2 from ready, and (before the fix)
+     * never looks at the stack. */
+}
+
+Test(work, push_behind_a_ready_list_is_taken_or_passed_on, .timeout = 30)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 3), 0);
+    atomic_int rel0 = 0;
+    static wk_gated j0, j1, a1, a2, s;
+    wk_gated_init(&j0, &rel0, TC_BOUND_MS, 0);
+    wk_gated_init(&j1, NULL, 0, 1);
+    wk_gated_init(&a1, &s.started, 1500, 2);
+    wk_gated_init(&a2, &s.started, 1500, 3);
+    wk_gated_init(&s, NULL, 0, 4);
+    wk_strand st = {.ctx = ctx, .rel0 = &rel0, .a1 = &a1, .a2 = &a2, .s = &s};
+    atomic_init(&st.armed, 1);
+    atomic_init(&st.reached, 0);
+    aio__set_test_hook(ctx, wk_strand_hook, &st);
+    wk_gated_submit(ctx, &j0); /* worker Z, blocked in J0 */
+    cr_assert(tsup_wait_flag(&j0.started, TC_BOUND_MS));
+    wk_gated_submit(ctx, &j1); /* worker X: J1, then idle, the hook */
+    wk_gated *all[] = {&j0, &j1, &a1, &a2, &s};
+    wk_gated_poll_until(ctx, all, 5, 3 * TC_BOUND_MS);
+    cr_assert(atomic_load(&st.reached), "the interleaving was not reached");
+    cr_assert(atomic_load(&a1.gate_seen) && atomic_load(&a2.gate_seen),
+              "S sat on the stack while 2 of 3 workers ran (A1 saw it start: %d, A2: %d)",
+              atomic_load(&a1.gate_seen), atomic_load(&a2.gate_seen));
+    aio_context_unref(ctx);
+}
+
+/* A higher maximum starts a worker for work queued behind busy ones: B was
+ * queued with the only worker busy in A, which waits for B to start. */
+Test(work, raised_max_serves_queued_work, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    static wk_gated a, b;
+    wk_gated_init(&b, NULL, 0, 2);
+    wk_gated_init(&a, &b.started, 1500, 1);
+    wk_gated_submit(ctx, &a);
+    cr_assert(tsup_wait_flag(&a.started, TC_BOUND_MS));
+    wk_gated_submit(ctx, &b);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 2), 0);
+    wk_gated *all[] = {&a, &b};
+    wk_gated_poll_until(ctx, all, 2, TC_BOUND_MS);
+    cr_assert(atomic_load(&a.gate_seen), "max raised to 2, yet B waited for A (workers %d)",
+              aio__test_pool_workers(ctx));
+    aio_context_unref(ctx);
+}
+
+/* A lower maximum: busy workers above it leave when their batch is done
+ * instead of taking new work. Three busy, the maximum lowered to 1: once
+ * Q1 runs on the first worker back, Q2 must not start on a second one. */
+Test(work, lowered_max_stops_busy_surplus_workers_taking_work, .timeout = 20)
+{
+    AioContext *ctx = tc_ctx_new();
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 3), 0);
+    static atomic_int rel[3], relq;
+    static wk_gated blk[3], q1, q2;
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&rel[i], 0);
+        wk_gated_init(&blk[i], &rel[i], TC_BOUND_MS, 0);
+        wk_gated_submit(ctx, &blk[i]);
+        cr_assert(tsup_wait_flag(&blk[i].started, TC_BOUND_MS));
+    }
+    cr_assert_eq(aio__test_pool_workers(ctx), 3);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 1), 0);
+    atomic_store(&relq, 0);
+    wk_gated_init(&q1, &relq, TC_BOUND_MS, 1);
+    wk_gated_init(&q2, &relq, TC_BOUND_MS, 2);
+    wk_gated_submit(ctx, &q1);
+    atomic_store(&rel[0], 1);
+    cr_assert(tsup_wait_flag(&q1.started, TC_BOUND_MS));
+    wk_gated_submit(ctx, &q2);
+    atomic_store(&rel[1], 1); /* a surplus worker comes back */
+    bool q2_started = tsup_wait_flag(&q2.started, 300);
+    atomic_store(&relq, 1);
+    atomic_store(&rel[2], 1);
+    wk_gated *all[] = {&blk[0], &blk[1], &blk[2], &q1, &q2};
+    wk_gated_poll_until(ctx, all, 5, TC_BOUND_MS);
+    cr_assert(!q2_started, "max 1, yet Q2 started beside Q1 and a third busy worker");
+    cr_assert_eq(atomic_load(&q2.done_runs), 1);
+    aio_context_unref(ctx);
+}
+
+Test(work, set_thread_pool_params_without_memory_is_enomem, .timeout = 10)
+{
+    AioContext *ctx = tc_ctx_new();
+    aio__fault_arm(AIO_FAULT_ALLOC, 1, ENOMEM);
+    int ret = aio_context_set_thread_pool_params(ctx, 0, 2);
+    aio__fault_disarm();
+    cr_assert_eq(ret, -ENOMEM, "the pool's allocation failed, the call returned %d", ret);
+    cr_assert_eq(aio_context_set_thread_pool_params(ctx, 0, 2), 0, "not usable afterwards");
+    aio_context_unref(ctx);
+}
+
+#if !defined(_WIN32) && !defined(WK_TSAN)
+/* The last unref from fn of the context's own pool would wait for itself:
+ * the library says so and aborts (in a child, so that the test sees it). */
+static int wk_unref_from_fn(void *arg)
+{
+    aio_context_unref(arg);
+    return 0;
+}
+
+static void wk_never(void *opaque, int ret)
+{
+    (void)opaque;
+    (void)ret;
+}
+
+Test(work, last_unref_from_fn_of_its_own_pool_aborts_with_a_message, .timeout = 20)
+{
+    int err[2];
+    cr_assert_eq(pipe(err), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(err[1], 2);
+        AioContext *ctx = aio_context_new();
+        if (ctx && aio_work_submit(ctx, wk_unref_from_fn, ctx, wk_never, NULL)) {
+            sleep(5); /* the abort comes first */
+        }
+        _exit(0);
+    }
+    close(err[1]);
+    char buf[512] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof(buf) - 1 && (n = read(err[0], buf + got, sizeof(buf) - 1 - got)) > 0) {
+        got += (size_t)n;
+    }
+    close(err[0]);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "the child did not abort (status %d)", status);
+    cr_assert(strstr(buf, "from fn of that context's own worker pool") != NULL,
+              "no message on stderr: '%s'", buf);
+}
+#endif

@@ -136,10 +136,15 @@ AIOPOLL_API AioContext *aio_context_new(void);
  * notifier registrations. Handles to those objects are dangling afterwards.
  * The last unref must not race with any other use of the context. A
  * callback having run does not mean that the call which queued it has
- * returned: aio_bh_schedule() and aio_bh_schedule_oneshot() notify after the
- * push, so a thread that frees its context as soon as a "stop" BH ran races
- * with the scheduler still inside that call (a use after free). Free such a
- * context after joining its thread (examples/iothread-demo.c).
+ * returned: aio_bh_schedule(), aio_bh_schedule_oneshot() and
+ * aio_work_cancel() (whose -ECANCELED completion is queued the same way)
+ * notify after the push, so a thread that frees its context as soon as a
+ * "stop" BH or a cancelled work's done ran races with the caller still
+ * inside that call (a use after free). Free such a context after joining
+ * its thread (examples/iothread-demo.c), or have that thread hold a
+ * reference of its own across the call. The last unref must not come from
+ * fn of the context's own worker pool: it waits for every running fn to
+ * return, so it would wait for itself (the library aborts with a message).
  *
  * The last unref may come from inside a callback of the context (a bottom
  * half, timer, fd or notifier handler), on the thread that runs it: the
@@ -529,13 +534,16 @@ AIOPOLL_API int aio_work_cancel(AioWork *w);
 /** Sizes ctx's pool: workers are started on demand up to max_workers, and an
  * idle worker above min_workers exits after 10 s without work (min_workers
  * are kept once started; none are started in advance). Any thread; a lower
- * maximum does not stop running work, surplus idle workers exit. Defaults
- * 0 and 64.
+ * maximum does not stop running work: surplus workers exit, idle ones at
+ * once, busy ones when their current batch is done (work already cut into
+ * a batch under the old maximum runs on it), and take no new work; a
+ * higher one starts workers for work that is queued. Defaults 0 and 64.
  * @param ctx the context
  * @param min_workers idle workers kept
  * @param max_workers the most workers that run at once
  * @return 0, or -EINVAL for NULL ctx, min_workers < 0,
- * max_workers < 1 or min_workers > max_workers. */
+ * max_workers < 1 or min_workers > max_workers, or -ENOMEM when the pool
+ * (made on first use) could not be allocated. */
 AIOPOLL_API int aio_context_set_thread_pool_params(AioContext *ctx, int min_workers,
                                                    int max_workers);
 
