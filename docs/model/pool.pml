@@ -3,12 +3,17 @@
  * pool.pml: a SPIN model of the worker pool's claim and of its idle workers'
  * sleep and wake (src/work.c).
  *
- * Two submitters each push one job and then kick the pool (pool_kick); a
- * canceller cancels job 0; two workers take jobs, claim them, run them, and
+ * NJ submitters each push one job and then kick the pool (pool_kick); a
+ * canceller cancels job 0; NW workers take jobs, claim them, run them, and
  * when the queue is empty spin (may see work), then park under the pool lock
  * and sleep on its condition variable. A job's fn may block for ever (the
- * blocking I/O the pool exists for). Thread start, idle exit, batches longer
- * than one job and the teardown are not modelled.
+ * blocking I/O the pool exists for). The queue is the submitters' stack and
+ * the workers' ready list: a take moves the stack behind the ready list and
+ * takes one job of it (in any order: a superset of the FIFO cut), and kicks
+ * when it leaves jobs behind. Thread start, idle exit, batches longer than
+ * one job and the teardown are not modelled. NJ = NW = 2 by default;
+ * -DTHREE makes it 3 and 3, the smallest pool in which a take that serves
+ * itself from the ready list alone strands a job on the stack.
  *
  * Properties:
  *  - the claim: no job both runs and is reported cancelled (assertion);
@@ -19,6 +24,9 @@
  *
  * Correct model (must verify):
  *   spin -a pool.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan
+ * and, by hand (1.35e8 states, 3.5 min, 6.8 GB with -DCOLLAPSE -DMEMLIM=8192
+ * in stop 23; too big for CI, which checks its bug variant only):
+ *   spin -a -DTHREE pool.pml && gcc -O2 -DSAFETY -DCOLLAPSE -DMEMLIM=8192 -o pan pan.c && ./pan
  * Bug variants (must each produce a counterexample):
  *   BUG_POOL_CLAIM_NOT_ATOMIC  worker and cancel read the state, then write
  *                              it (two steps): both can claim a job
@@ -30,13 +38,22 @@
  *   BUG_POOL_NO_CHAIN          a worker that leaves work behind in the queue
  *                              kicks nobody (submitters that saw it spinning
  *                              skipped their wake: one wake per burst)
+ *   BUG_POOL_TAKE_READY_ONLY   (-DTHREE) a take reads the stack only when the
+ *                              ready list is empty: a push made while a
+ *                              spinner was counted (so its kick was skipped)
+ *                              stays on the stack while a worker sleeps
  *
  * Every statement is one atomic step and memory is sequentially consistent:
  * the counters and the queue head are seq_cst atomics in work.c.
  */
 
+#ifdef THREE
+#define NJ 3
+#define NW 3
+#else
 #define NJ 2
 #define NW 2
+#endif
 #define NONE 255
 
 #define QUEUED 0
@@ -44,7 +61,8 @@
 #define CANCELLED 2
 
 byte state[NJ];      /* AioWork.state: the claim */
-bool inq[NJ];        /* on the stack / ready list, not taken */
+bool instack[NJ];    /* pushed, on pool->stack */
+bool inready[NJ];    /* moved to pool->ready by a take, not taken yet */
 bool submitted[NJ];
 bool ran[NJ];        /* fn started */
 bool cancel_ok[NJ];  /* aio_work_cancel returned 0 */
@@ -60,7 +78,17 @@ inline lock_acquire()
     atomic { lock == false -> lock = true }
 }
 
-#define QUEUE_NONEMPTY (inq[0] || inq[1])
+#if NJ > 2
+#define ANY(a) (a[0] || a[1] || a[2])
+#define QUEUED_IN(j) ((instack[j] || inready[j]) && state[j] == QUEUED)
+#define LOST (QUEUED_IN(0) || QUEUED_IN(1) || QUEUED_IN(2))
+#else
+#define ANY(a) (a[0] || a[1])
+#define QUEUED_IN(j) ((instack[j] || inready[j]) && state[j] == QUEUED)
+#define LOST (QUEUED_IN(0) || QUEUED_IN(1))
+#endif
+/* work_visible(): both lists */
+#define QUEUE_NONEMPTY (ANY(instack) || ANY(inready))
 
 /* pthread_cond_signal: one waiter, if any, gets up. */
 inline signal_one()
@@ -68,8 +96,26 @@ inline signal_one()
     if
     :: incond[0] -> incond[0] = false
     :: incond[1] -> incond[1] = false
+#if NW > 2
+    :: incond[2] -> incond[2] = false
+#endif
     :: else -> skip
     fi
+}
+
+/* take_batch's move of the stack (one exchange) behind the ready list. */
+inline drain_stack()
+{
+    i = 0;
+    do
+    :: i < NJ ->
+        if
+        :: instack[i] -> instack[i] = false; inready[i] = true
+        :: else -> skip
+        fi;
+        i++
+    :: else -> break
+    od
 }
 
 /* pool_kick() after a push or a take that left work (thread start
@@ -103,7 +149,7 @@ inline kick()
 proctype submitter(byte j)
 {
     /* the Treiber push (seq_cst CAS) */
-    atomic { inq[j] = true; submitted[j] = true };
+    atomic { instack[j] = true; submitted[j] = true };
     kick()
 }
 
@@ -129,19 +175,30 @@ active proctype canceller()
 
 proctype worker(byte me)
 {
-    byte j;
+    byte j, i;
     bool rest;
     bool owe = false; /* BUG_POOL_LATE_UNSPIN: nspinning still raised for us */
 
 take:
     /* take_batch, one job (take_lock) */
     atomic {
+#ifdef BUG_POOL_TAKE_READY_ONLY
         if
-        :: inq[0] -> inq[0] = false; j = 0
-        :: inq[1] -> inq[1] = false; j = 1
+        :: !ANY(inready) -> drain_stack()
+        :: else -> skip
+        fi;
+#else
+        drain_stack();
+#endif
+        if
+        :: inready[0] -> inready[0] = false; j = 0
+        :: inready[1] -> inready[1] = false; j = 1
+#if NJ > 2
+        :: inready[2] -> inready[2] = false; j = 2
+#endif
         :: else -> j = NONE
         fi;
-        rest = QUEUE_NONEMPTY
+        rest = ANY(inready)   /* what the cut left: `if (rest) pool_kick()` */
     };
     if
     :: j == NONE -> goto idle
@@ -236,8 +293,11 @@ unpark:
 active proctype monitor()
 {
     timeout ->
-    assert(!((inq[0] && state[0] == QUEUED) || (inq[1] && state[1] == QUEUED)) ||
-           !(incond[0] || incond[1]))
+#if NW > 2
+    assert(!LOST || !(incond[0] || incond[1] || incond[2]))
+#else
+    assert(!LOST || !(incond[0] || incond[1]))
+#endif
 }
 
 init
@@ -245,7 +305,13 @@ init
     atomic {
         run worker(0);
         run worker(1);
+#if NW > 2
+        run worker(2);
+#endif
         run submitter(0);
-        run submitter(1)
+        run submitter(1);
+#if NJ > 2
+        run submitter(2)
+#endif
     }
 }
