@@ -21,9 +21,19 @@
  *    only when no poll can look at it any more, so a backend may wait on
  *    every object of its snapshot whatever the user did with their fd,
  *    socket or notifier meanwhile;
- *  - ids are never reused within a context, so an event that arrives late
- *    (an epoll event queued before the removal) can only name the
- *    registration it was for; the core drops ids it does not know.
+ *  - ids are never given to another registration within a context, so an
+ *    event that arrives late (an epoll event queued before the removal) can
+ *    only name the registration it was for; the core drops ids it does not
+ *    know. One registration can be watched again after its unwatch(), with
+ *    the same id (aio_enable_external): a backend whose kernel requests
+ *    carry a value back in their completions (io_uring) carries a tag of
+ *    its own per watch() instead, so that a completion of the earlier
+ *    watch cannot be taken for the later one.
+ * A replacement watches the new registration before it unwatches the old
+ * (so that a refused replacement keeps the old handler): for that moment
+ * the same file is watched twice, through two duplicates on POSIX, as the
+ * same socket on Windows, and unwatching the older must leave the newer
+ * working.
  * Backend sources include this header and platform.h, never aio-internal.h,
  * so the compiler holds the boundary.
  */

@@ -34,6 +34,8 @@ const char *aio_strerror(int err)
     case EMFILE: return "too many open files (EMFILE)";
     case ENFILE: return "too many open files in system (ENFILE)";
     case ENOSYS: return "function not implemented (ENOSYS)";
+    case ENOSPC: return "limit of watched objects reached (ENOSPC)";
+    case ENOTSUP: return "not supported (ENOTSUP)";
     case ENOTSOCK: return "not a socket (ENOTSOCK)";
     case ETIMEDOUT: return "timed out (ETIMEDOUT)";
     case EOVERFLOW: return "value too large (EOVERFLOW)";

@@ -202,26 +202,34 @@ static int source_set(AioContext *ctx, aio_fd_t fd, AioEventNotifier *n, bool is
         return -ENOMEM;
     }
     AioSource *old = find_live_locked(ctx, fd, n);
-    if (old) {
-        remove_locked(ctx, old);
-    }
     if (src) {
+        /* The new registration first, the old one's removal after: a
+         * replacement the backend refuses (no kernel memory, ENOSPC from
+         * epoll's max_user_watches) fails as a whole and leaves the old
+         * handler in place. For that moment the backend has the same file
+         * watched twice (backend.h): on POSIX through two private
+         * duplicates, on Windows as the one socket. */
         src->watch.id = ++ctx->next_id;
         if (!(is_external && external_disabled(ctx))) {
             ret = watch_locked(ctx, src);
         }
         if (ret < 0) {
             source_free(src); /* never linked, never in a snapshot */
-        } else {
-            src->next = ctx->sources;
-            if (ctx->sources) {
-                ctx->sources->prev = src;
-            }
-            ctx->sources = src;
-            ctx->nsources++;
-            aio__srcidx_insert(&ctx->src_index, src);
-            bump_generation_locked(ctx);
+            old = NULL;
         }
+    }
+    if (old) {
+        remove_locked(ctx, old);
+    }
+    if (src && ret == 0) {
+        src->next = ctx->sources;
+        if (ctx->sources) {
+            ctx->sources->prev = src;
+        }
+        ctx->sources = src;
+        ctx->nsources++;
+        aio__srcidx_insert(&ctx->src_index, src);
+        bump_generation_locked(ctx);
     }
     aio__mutex_unlock(&ctx->list_lock);
 

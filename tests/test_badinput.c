@@ -43,6 +43,10 @@ Test(badinput, strerror_names_the_errors, .timeout = 10)
     } known[] = {
         {EPERM, "EPERM"}, {EINVAL, "EINVAL"}, {EBADF, "EBADF"},
         {ENOMEM, "ENOMEM"}, {EBUSY, "EBUSY"}, {EAGAIN, "EAGAIN"},
+        /* ... and every other code the public headers document. */
+        {ECHILD, "ECHILD"}, {EMFILE, "EMFILE"}, {ENOTSOCK, "ENOTSOCK"},
+        {ENOTSUP, "ENOTSUP"}, {EOVERFLOW, "EOVERFLOW"}, {ECANCELED, "ECANCELED"},
+        {ENOSPC, "ENOSPC"},
     };
 
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
@@ -55,7 +59,6 @@ Test(badinput, strerror_names_the_errors, .timeout = 10)
         cr_assert_not_null(strstr(pos, known[i].name), "aio_strerror(%s) = \"%s\"",
                            known[i].name, pos);
     }
-    cr_assert_not_null(strstr(aio_strerror(-ENOTSOCK), "ENOTSOCK"));
 }
 
 Test(badinput, strerror_unknown_numbers, .timeout = 10)

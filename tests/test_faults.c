@@ -389,6 +389,16 @@ static int call_replace_fd_handler(fx *f)
     return aio_set_fd_handler(f->ctx, f->fd.fds[0], false, fd_cb, NULL, poll_cb, &f->fd);
 }
 
+/* Failed or not, the descriptor has a read handler that runs: a failed
+ * replacement keeps the old one (aio.h). */
+static void post_replace_fd_handler(fx *f, int ret)
+{
+    cr_assert_eq(tsup_write_byte(f->fd.fds[1]), 1);
+    const char *err = poll_until(f->ctx, &f->fd.ran, 1);
+    cr_assert_null(err, "after a replacement that returned %d (%s): %s", ret, aio_strerror(ret),
+                   err);
+}
+
 /* The 9th descriptor moves eventfd+ppoll to epoll (backend-poll.c). */
 static void setup_fd_switch(fx *f)
 {
@@ -587,7 +597,8 @@ SWEEP(timer_mod_heap_growth, false,
       {"aio_timer_mod (heap growth)", setup_timer_full_heap, call_timer_mod, NULL})
 SWEEP(set_fd_handler, false, {"aio_set_fd_handler", setup_fd, call_set_fd_handler, NULL})
 SWEEP(set_fd_handler_replace, false,
-      {"aio_set_fd_handler (replace)", setup_fd_registered, call_replace_fd_handler, NULL})
+      {"aio_set_fd_handler (replace)", setup_fd_registered, call_replace_fd_handler,
+       post_replace_fd_handler})
 SWEEP(set_fd_handler_epoll_switch, false,
       {"aio_set_fd_handler (9th: epoll switch)", setup_fd_switch, call_set_fd_handler, NULL})
 SWEEP(set_event_notifier, false,

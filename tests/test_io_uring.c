@@ -5,7 +5,9 @@
  * never falls back; the default backend is unaffected. The refusal is a
  * seccomp filter on io_uring_setup, as container runtimes install, with the
  * two answers seen in the field: EPERM (policy, kernel.io_uring_disabled)
- * and ENOSYS (a kernel without io_uring).
+ * and ENOSYS (a kernel without io_uring). Also what only this backend has:
+ * its ring's descriptor as the embedding's aggregate, and a removal racing
+ * the submission of its poll (held there by a test hook).
  */
 #define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
 #include "test-common.h"
@@ -18,7 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <unistd.h>
+
+#include "posix/posix-test-hooks.h"
 
 static void refuse_io_uring_setup(int err)
 {
@@ -96,5 +102,56 @@ Test(io_uring, embedding_sleeps_on_the_ring_descriptor, .timeout = 10)
     cr_assert_eq(aio_bh_schedule_oneshot(ctx, tc_count_cb, &ran), 0);
     cr_assert_eq(aio_poll(ctx, true), 1);
     cr_assert_eq(atomic_load(&ran), 1);
+    aio_context_unref(ctx);
+}
+
+/* A removal that finds its poll prepared by the home thread's wait but not
+ * yet submitted: the synchronous cancel has nothing to cancel, the enter
+ * then puts the poll in the kernel, and the wait must cancel it right
+ * after, or the poll keeps the file open (the peer sees no close) until a
+ * later blocking poll, which a loop with nothing left to watch never makes. */
+typedef struct remove_window {
+    AioContext *ctx;
+    int fd;
+    atomic_int pending;
+} remove_window;
+
+static void ignore_cb(void *opaque)
+{
+    (void)opaque;
+}
+
+static void remove_before_submit(void *opaque)
+{
+    remove_window *w = opaque;
+    if (atomic_exchange(&w->pending, 0)) {
+        cr_assert_eq(aio_set_fd_handler(w->ctx, w->fd, false, NULL, NULL, NULL, NULL), 0);
+        cr_assert_eq(close(w->fd), 0);
+    }
+}
+
+Test(io_uring, removal_between_prepare_and_submit_releases_the_file, .timeout = 10)
+{
+    setenv("AIOPOLL_BACKEND", "io_uring", 1);
+    AioContext *ctx = aio_context_new();
+    cr_assert_not_null(ctx, "io_uring: %s", strerror(errno));
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    /* Read interest on an end nothing is written to. */
+    cr_assert_eq(aio_set_fd_handler(ctx, sv[0], false, ignore_cb, NULL, NULL, NULL), 0);
+    remove_window w = {.ctx = ctx, .fd = sv[0]};
+    atomic_init(&w.pending, 1);
+    aio__set_test_uring_submit_hook(remove_before_submit, &w);
+    /* The removal notifies the poll, which returns without sleeping long. */
+    tc_poll_result r = tc_poll_blocking_bounded(ctx, TC_BOUND_MS);
+    aio__set_test_uring_submit_hook(NULL, NULL);
+    cr_assert_eq(atomic_load(&w.pending), 0, "the wait never reached its submission");
+    cr_assert_geq(r.ret, 0);
+    cr_assert(!r.rescued, "the removal's notification was lost");
+    struct pollfd p = {.fd = sv[1], .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 0), 1, "the peer sees no close: a poll in the ring holds the file");
+    char c;
+    cr_assert_eq(read(sv[1], &c, 1), 0);
+    close(sv[1]);
     aio_context_unref(ctx);
 }

@@ -342,7 +342,9 @@ AIOPOLL_API int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *o
  * included, is safe: the old handler is not called again after this returns
  * on the dispatching thread.
  *
- * Removing is idempotent and works after the descriptor was closed.
+ * Removing is idempotent and works after the descriptor was closed. A
+ * replacement that fails (any error below) leaves the handlers it was to
+ * replace registered and running, as if it had not been made.
  *
  * The context watches a private duplicate of fd (POSIX: one descriptor per
  * registration, made with F_DUPFD_CLOEXEC), so a registration names the open
@@ -370,7 +372,8 @@ AIOPOLL_API int aio_bh_schedule_oneshot(AioContext *ctx, AioHandler *cb, void *o
  * negative fd, INVALID_SOCKET), -EBADF (registering a descriptor that is not
  * open), -ENOTSOCK (Windows: registering a value that is not a socket),
  * -EMFILE (no descriptor left for the duplicate), -ECHILD (inherited through
- * fork()), -ENOMEM. */
+ * fork()), -ENOSPC (epoll: the user's limit of watched descriptors,
+ * fs.epoll.max_user_watches, is reached), -ENOMEM (also kernel memory). */
 AIOPOLL_API int aio_set_fd_handler(AioContext *ctx, aio_fd_t fd, bool is_external,
                                    AioHandler *io_read, AioHandler *io_write,
                                    AioPollHandler *io_poll, void *opaque);
@@ -409,7 +412,8 @@ AIOPOLL_API aio_handle_t aio_event_notifier_get_handle(const AioEventNotifier *n
 
 /** Registers (io_read non-NULL), replaces or removes (io_read NULL) a handler
  * that runs while n is set. The handler normally calls
- * aio_event_notifier_test_and_clear(). Any thread; removing is idempotent.
+ * aio_event_notifier_test_and_clear(). Any thread; removing is idempotent;
+ * a replacement that fails leaves the old handler registered.
  * @param ctx the context
  * @param n the notifier
  * @param is_external whether aio_disable_external() suspends the handler
@@ -417,8 +421,8 @@ AIOPOLL_API aio_handle_t aio_event_notifier_get_handle(const AioEventNotifier *n
  * @param io_poll called by adaptive polling, or NULL
  * @param opaque passed to the handlers
  * @return 0, -EINVAL (NULL ctx or n), -EMFILE (no descriptor or handle left
- * for the context's duplicate), -ECHILD (inherited through fork()),
- * -ENOMEM. */
+ * for the context's duplicate), -ECHILD (inherited through fork()), -ENOSPC
+ * (as for aio_set_fd_handler), -ENOMEM. */
 AIOPOLL_API int aio_set_event_notifier(AioContext *ctx, AioEventNotifier *n,
                                        bool is_external, AioHandler *io_read,
                                        AioPollHandler *io_poll, void *opaque);

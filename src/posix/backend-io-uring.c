@@ -33,9 +33,19 @@
  * Non-blocking waits use a zero-timeout poll(2) over their snapshot instead:
  * it consumes nothing and is level-triggered by nature.
  *
- * Completions carry the watch id (never reused; 0 is the wake-up), so a
- * completion of a poll that was removed meanwhile names an id the core no
- * longer resolves, and re-arming looks the id up in the backend's own table.
+ * Completions carry a tag of the backend's own, one per watch() (never
+ * reused; 0 is the wake-up), not the core's id: aio_enable_external()
+ * watches the same id again, and a completion of the earlier poll (its
+ * cancellation's -ECANCELED, say) must not pass for the later registration,
+ * which it would re-arm twice (a poll leaked in the kernel) and report
+ * ready in error. A completion whose tag is gone is dropped; re-arming
+ * looks the tag up in the backend's own table.
+ *
+ * A removal cancels an armed poll at once, synchronously
+ * (IORING_REGISTER_SYNC_CANCEL, from the removing thread): the poll holds a
+ * reference to the file, and a POLL_REMOVE queued for the next submission
+ * would keep the file open (a peer sees no EOF) until the home thread next
+ * enters the ring, which a loop with nothing left to watch may never do.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -50,6 +60,28 @@
 #include <unistd.h>
 
 #include "posix-internal.h"
+#include "posix-test-hooks.h"
+
+#if AIOPOLL_TEST_HOOKS
+static _Atomic(AioUringSubmitHook *) submit_hook;
+static void *_Atomic submit_hook_opaque;
+
+void aio__set_test_uring_submit_hook(AioUringSubmitHook *hook, void *opaque)
+{
+    atomic_store(&submit_hook_opaque, opaque);
+    atomic_store(&submit_hook, hook);
+}
+
+static void call_submit_hook(void)
+{
+    AioUringSubmitHook *h = atomic_load(&submit_hook);
+    if (h) {
+        h(atomic_load(&submit_hook_opaque));
+    }
+}
+#else
+#define call_submit_hook() ((void)0)
+#endif
 
 #define RING_ENTRIES 256
 #define WAKE_UD 0 /* no watch has id 0 */
@@ -72,8 +104,10 @@
 #define FUTEX_BITSET_MATCH_ANY 0xffffffff
 #endif
 
-/* One registration, keyed by id in the backend's table. */
+/* One registration: w->backend_data, and keyed by tag in the backend's
+ * table. */
 typedef struct Reg {
+    uint64_t tag; /* this watch()'s, in every SQE and CQE of its polls */
     AioSourceId id;
     int fd;
     short events;
@@ -100,23 +134,31 @@ struct AioBackend {
     aio_mutex_t lock;
     Reg **table;
     size_t table_mask, nregs;
-    AioSourceId *to_arm; /* ids to POLL_ADD at the next submission */
+    uint64_t next_tag;
+    uint64_t *to_arm; /* tags to POLL_ADD at the next submission */
     size_t nto_arm, to_arm_cap;
-    AioSourceId *to_remove; /* ids whose poll may be in the kernel */
+    uint64_t *to_remove; /* tags whose poll may be in the kernel */
     size_t nto_remove, to_remove_cap;
+    /* to_remove holds a tag that a synchronous cancel did not find (its poll
+     * prepared by the home thread and not yet submitted): the home thread
+     * tries again right after its enter. Written under lock, read without
+     * by the home thread after its wake-up (a stale false only leaves the
+     * removal to the next submission's POLL_REMOVE). */
+    atomic_bool retry_cancel;
+    bool no_sync_cancel; /* the kernel lacks it (before 6.0): POLL_REMOVE only */
 };
 
 /* ---- the registration table ------------------------------------------------ */
 
-static size_t slot(const AioBackend *be, AioSourceId id)
+static size_t slot(const AioBackend *be, uint64_t tag)
 {
-    return (size_t)((id * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & be->table_mask;
+    return (size_t)((tag * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & be->table_mask;
 }
 
-static Reg *reg_find(AioBackend *be, AioSourceId id)
+static Reg *reg_find(AioBackend *be, uint64_t tag)
 {
-    for (Reg *r = be->table[slot(be, id)]; r; r = r->next) {
-        if (r->id == id) {
+    for (Reg *r = be->table[slot(be, tag)]; r; r = r->next) {
+        if (r->tag == tag) {
             return r;
         }
     }
@@ -138,7 +180,7 @@ static int table_grow(AioBackend *be)
         while (old[i]) {
             Reg *r = old[i];
             old[i] = r->next;
-            size_t j = slot(be, r->id);
+            size_t j = slot(be, r->tag);
             r->next = t[j];
             t[j] = r;
         }
@@ -147,18 +189,18 @@ static int table_grow(AioBackend *be)
     return 0;
 }
 
-static int id_push(AioSourceId **v, size_t *n, size_t *cap, AioSourceId id)
+static int tag_push(uint64_t **v, size_t *n, size_t *cap, uint64_t tag)
 {
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 16;
-        AioSourceId *p = aio__realloc(*v, c * sizeof(*p));
+        uint64_t *p = aio__realloc(*v, c * sizeof(*p));
         if (!p) {
             return -ENOMEM;
         }
         *v = p;
         *cap = c;
     }
-    (*v)[(*n)++] = id;
+    (*v)[(*n)++] = tag;
     return 0;
 }
 
@@ -235,6 +277,8 @@ static AioBackend *uring_create(void)
         }
     }
     atomic_init(&be->futex_word, 0);
+    atomic_init(&be->retry_cancel, false);
+    be->next_tag = 1;
     aio__mutex_init(&be->lock);
     return be;
 }
@@ -322,12 +366,13 @@ static int uring_watch(AioBackend *be, AioWatch *w)
     r->events = (short)((w->interest & AIO_EV_READ ? POLLIN : 0) |
                         (w->interest & AIO_EV_WRITE ? POLLOUT : 0));
     aio__mutex_lock(&be->lock);
+    r->tag = be->next_tag++;
     int err = 0;
     if (be->nregs + 1 > (be->table_mask + 1) / 2) {
         err = table_grow(be);
     }
     if (!err) {
-        err = id_push(&be->to_arm, &be->nto_arm, &be->to_arm_cap, r->id);
+        err = tag_push(&be->to_arm, &be->nto_arm, &be->to_arm_cap, r->tag);
     }
     if (err) {
         aio__mutex_unlock(&be->lock);
@@ -335,35 +380,71 @@ static int uring_watch(AioBackend *be, AioWatch *w)
         return err;
     }
     r->queued = true;
-    size_t j = slot(be, r->id);
+    size_t j = slot(be, r->tag);
     r->next = be->table[j];
     be->table[j] = r;
     be->nregs++;
     aio__mutex_unlock(&be->lock);
+    /* watch() and unwatch() run under the context's list lock, never at
+     * once, and wait() never reads it. */
+    w->backend_data = r;
     return 0;
+}
+
+/* Cancels the poll of tag in the kernel now, dropping its reference to the
+ * file; false when there was none to cancel (not submitted yet, completed
+ * already) or the kernel cannot. Under be->lock. */
+static bool cancel_now(AioBackend *be, uint64_t tag)
+{
+    if (be->forked || be->no_sync_cancel) {
+        return false; /* a child must not touch the parent's polls */
+    }
+    struct io_uring_sync_cancel_reg reg = {.addr = tag, .timeout = {.tv_sec = -1, .tv_nsec = -1}};
+    int r = io_uring_register_sync_cancel(&be->ring, &reg);
+    if (r == -EINVAL || r == -EOPNOTSUPP || r == -ENOSYS) {
+        be->no_sync_cancel = true;
+    }
+    return r >= 0;
 }
 
 static void uring_unwatch(AioBackend *be, AioWatch *w)
 {
+    Reg *r = w->backend_data;
+    w->backend_data = NULL;
     aio__mutex_lock(&be->lock);
-    Reg **pp = &be->table[slot(be, w->id)];
-    while (*pp && (*pp)->id != w->id) {
+    Reg **pp = &be->table[slot(be, r->tag)];
+    while (*pp != r) {
         pp = &(*pp)->next;
     }
-    Reg *r = *pp;
-    if (r) {
-        *pp = r->next;
-        be->nregs--;
-        /* An armed poll holds a reference to the file and could still
-         * complete (harmlessly: its id resolves to nothing). Cancel it with
-         * the next submission; if the list cannot grow, the completion
-         * comes at the latest when the descriptor is ready, and its id is
-         * dropped then. */
-        if (r->armed) {
-            (void)id_push(&be->to_remove, &be->nto_remove, &be->to_remove_cap, r->id);
-        }
-        free(r);
+    *pp = r->next;
+    be->nregs--;
+    /* An armed poll holds a reference to the file: cancel it now (its
+     * -ECANCELED completion names a tag that is gone). When the cancel
+     * finds nothing, the poll may be prepared and not yet submitted: the
+     * home thread tries again after its enter, and failing that a
+     * POLL_REMOVE goes with the next submission. If the list cannot grow,
+     * the completion comes at the latest when the descriptor is ready. */
+    if (r->armed && !cancel_now(be, r->tag) &&
+        tag_push(&be->to_remove, &be->nto_remove, &be->to_remove_cap, r->tag) == 0) {
+        atomic_store_explicit(&be->retry_cancel, true, memory_order_relaxed);
     }
+    free(r);
+    aio__mutex_unlock(&be->lock);
+}
+
+/* Home thread, after an enter that submitted what prep_pending prepared:
+ * the removals whose synchronous cancel came too early. */
+static void retry_cancels(AioBackend *be)
+{
+    aio__mutex_lock(&be->lock);
+    atomic_store_explicit(&be->retry_cancel, false, memory_order_relaxed);
+    size_t kept = 0;
+    for (size_t i = 0; i < be->nto_remove; i++) {
+        if (!cancel_now(be, be->to_remove[i])) {
+            be->to_remove[kept++] = be->to_remove[i]; /* POLL_REMOVE next time */
+        }
+    }
+    be->nto_remove = kept;
     aio__mutex_unlock(&be->lock);
 }
 
@@ -413,6 +494,7 @@ static void prep_pending(AioBackend *be, bool with_kick)
         io_uring_sqe_set_data64(sqe, REMOVE_UD);
     }
     be->nto_remove = 0;
+    atomic_store_explicit(&be->retry_cancel, false, memory_order_relaxed);
     size_t kept = 0;
     for (size_t i = 0; i < be->nto_arm; i++) {
         Reg *r = reg_find(be, be->to_arm[i]);
@@ -421,11 +503,11 @@ static void prep_pending(AioBackend *be, bool with_kick)
         }
         struct io_uring_sqe *sqe = get_sqe(be);
         if (!sqe) {
-            be->to_arm[kept++] = r->id; /* next time */
+            be->to_arm[kept++] = r->tag; /* next time */
             continue;
         }
         io_uring_prep_poll_add(sqe, r->fd, (unsigned)r->events);
-        io_uring_sqe_set_data64(sqe, r->id);
+        io_uring_sqe_set_data64(sqe, r->tag);
         r->armed = true;
         r->queued = false;
     }
@@ -478,7 +560,7 @@ static void reap(AioBackend *be, AioWaitSet *set, bool *kicked)
             }
             Reg *r = reg_find(be, ud);
             if (!r) {
-                continue; /* removed: its id resolves to nothing either */
+                continue; /* its watch was removed */
             }
             if (set->nready == set->n) {
                 break; /* leave it for the next wait */
@@ -486,7 +568,7 @@ static void reap(AioBackend *be, AioWaitSet *set, bool *kicked)
             r->armed = false;
             /* Level-triggered: arm again with the next submission; if the
              * descriptor is still ready, that poll completes at once. */
-            if (!r->queued && id_push(&be->to_arm, &be->nto_arm, &be->to_arm_cap, r->id) == 0) {
+            if (!r->queued && tag_push(&be->to_arm, &be->nto_arm, &be->to_arm_cap, r->tag) == 0) {
                 r->queued = true;
             }
             int res = c->res;
@@ -557,12 +639,16 @@ static int uring_wait(AioBackend *be, AioWaitSet *set, int64_t timeout_ns, bool 
         return -ECHILD; /* the core never gets here; belt and braces */
     }
     prep_pending(be, true);
+    call_submit_hook();
     /* Completions already queued (from an earlier wait that had no room,
      * or the kick) must not wait out the timeout. */
     if (io_uring_cq_ready(&be->ring)) {
         timeout_ns = 0;
     }
     int err = timeout_wait(be, timeout_ns);
+    if (atomic_load_explicit(&be->retry_cancel, memory_order_relaxed)) {
+        retry_cancels(be);
+    }
     reap(be, set, kicked);
     return err;
 }

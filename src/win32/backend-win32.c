@@ -126,6 +126,7 @@ static void rec_unref(SockRec *rec)
 static int reg_reserve(AioBackend *be);
 static int reg_add(AioBackend *be, AioWatch *w);
 static void reg_remove(AioBackend *be, const AioWatch *w);
+static bool socket_watched_elsewhere(AioBackend *be, const AioWatch *w);
 
 static int w32_watch(AioBackend *be, AioWatch *w)
 {
@@ -187,8 +188,12 @@ static void w32_unwatch(AioBackend *be, AioWatch *w)
     /* Cancel the association while the socket may still be open, so that
      * Winsock never signals an event we are about to close. This fails
      * harmlessly when the socket was closed already (closesocket cancels it
-     * itself). */
-    WSAEventSelect(rec->s, NULL, 0);
+     * itself). Not when a replacement watched the socket again first
+     * (backend.h): its WSAEventSelect replaced ours, and cancelling would
+     * silence the new registration. */
+    if (!socket_watched_elsewhere(be, w)) {
+        WSAEventSelect(rec->s, NULL, 0);
+    }
     rec_unref(rec);
 }
 
@@ -842,6 +847,23 @@ static void reg_remove(AioBackend *be, const AioWatch *w)
     if (watching) {
         SetEvent(be->em->poke); /* so that it lets go soon */
     }
+}
+
+/* Whether another registration than w watches w's socket: the moment of a
+ * replacement, whose new watch() comes before the old unwatch() (the
+ * registry holds watched registrations only, and the core's watches outlive
+ * their unwatch()). */
+static bool socket_watched_elsewhere(AioBackend *be, const AioWatch *w)
+{
+    bool found = false;
+    AcquireSRWLockShared(&be->reg_lock);
+    for (size_t i = 0; i < be->nreg && !found; i++) {
+        const RegEntry *e = &be->reg[i];
+        found = !e->gone && e->w && e->w != w && !e->w->obj.is_event &&
+                e->w->obj.fd == w->obj.fd;
+    }
+    ReleaseSRWLockShared(&be->reg_lock);
+    return found;
 }
 
 /* Watcher, between two waits: releases the gone entries (no wait of ours
